@@ -1,0 +1,79 @@
+"""Every failure becomes a JSON body `{"error": code, "message": ...}` with a 4xx/5xx status.
+
+No stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from index.embed import ModelError
+from index.store import IndexNotFound, StoreError
+from index.writer import ModelMismatch, WriterBusy
+from search.engine import InvalidRequest
+
+log = logging.getLogger("sift.api")
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid_request",
+}
+
+#: Known failures of the core: (status, stable code).
+_CORE_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (InvalidRequest, 400, "invalid_request"),
+    (IndexNotFound, 404, "index_not_found"),
+    (ModelMismatch, 409, "model_mismatch"),
+    (WriterBusy, 409, "index_busy"),
+    (StoreError, 503, "index_unavailable"),
+    (ModelError, 503, "model_unavailable"),
+]
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "message": message})
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for item in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body", "query"))
+        msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, "invalid_request", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error(exc.status_code, code, str(exc.detail))
+
+    for kind, status, code in _CORE_ERRORS:
+
+        async def _core(
+            _: Request, exc: Exception, status: int = status, code: str = code
+        ) -> JSONResponse:
+            return error(status, code, str(exc))
+
+        app.add_exception_handler(kind, _core)  # type: ignore[arg-type]
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error(500, "internal_error", "internal error; see the server log")

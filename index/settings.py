@@ -1,0 +1,46 @@
+"""All of sift's configuration, in one place: `SIFT_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def default_index_dir() -> Path:
+    return Path(user_data_dir("sift", appauthor=False)) / "index"
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Every field can be set as `SIFT_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SIFT_", extra="ignore")
+
+    index: Path = Field(default_factory=default_index_dir, description="Index directory.")
+    model: str | None = Field(
+        default=None,
+        description="Embedding model: a local path or a name. Unset: the index's own model, "
+        f"or {DEFAULT_MODEL} for a new index.",
+    )
+    device: str | None = Field(default=None, description="torch device; unset: cuda if present.")
+    precision: str = Field(
+        default="auto",
+        pattern="^(auto|fp32|bf16|fp16)$",
+        description="Model precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA.",
+    )
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Sentences per model call.")
+    max_k: int = Field(default=100, ge=1, le=10_000, description="Largest k a search may ask.")
+    max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
+    max_context: int = Field(default=10, ge=0, description="Largest context a search may ask.")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,342 @@
+"""Adding, updating and removing articles: one run is one atomic commit."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+from filelock import FileLock, Timeout
+
+from index.embed import Embedder
+from index.manifest import (
+    LOCK_FILE,
+    MANIFEST_FILE,
+    Counts,
+    Manifest,
+    ModelInfo,
+    SplitterInfo,
+    manifest_json,
+    now_iso,
+    write_json_atomically,
+)
+from index.records import Article, Failure, Sentence
+from index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
+from index.store import (
+    SCHEMA,
+    StoreError,
+    connect,
+    load_vectors,
+    new_vector_index,
+    read_manifest,
+    save_vectors,
+)
+
+#: Sentences embedded per model call batch group; bounds memory on a large run.
+EMBED_CHUNK = 2048
+
+
+class ModelMismatch(StoreError):
+    """The index was built with another model than the one given."""
+
+
+class WriterBusy(StoreError):
+    """Another process holds the index's write lock."""
+
+
+@dataclass
+class IndexSummary:
+    """What one run changed. `failed` lists every input that was not indexed, and why."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    sentences: int = 0  # sentences embedded in this run
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "failed": len(self.failed),
+            "sentences": self.sentences,
+        }
+
+
+def check_model(manifest: Manifest, embedder: Embedder, directory: Path) -> None:
+    """Refuse to mix models: vectors of two models in one index are meaningless together."""
+    if embedder.name != manifest.model.name or embedder.fingerprint != manifest.model.fingerprint:
+        raise ModelMismatch(
+            f"index {directory} was built with model {manifest.model.name!r} "
+            f"(weights {manifest.model.fingerprint[:12]}), not {embedder.name!r} "
+            f"(weights {embedder.fingerprint[:12]}); use the same model, or another --index"
+        )
+
+
+@dataclass
+class _Pending:
+    article: Article
+    content_hash: str
+    sentences: list[Sentence]
+    replaced: bool
+
+
+class IndexWriter:
+    """The one writer of an index directory. Use as a context manager; `commit()` makes a run
+    durable, and leaving without it (an error, Ctrl-C) leaves the index as it was."""
+
+    def __init__(self, directory: Path, embedder: Embedder):
+        self.directory = directory
+        self.embedder = embedder
+        directory.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(directory / LOCK_FILE))
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise WriterBusy(
+                f"another sift process is writing to {directory}; wait for it to finish"
+            ) from None
+        try:
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self) -> None:
+        self.conn = connect(self.directory, create=True)
+        self.conn.executescript(SCHEMA)
+        manifest = read_manifest(self.conn)
+        if manifest is None:
+            manifest = Manifest(
+                model=ModelInfo(
+                    name=self.embedder.name,
+                    fingerprint=self.embedder.fingerprint,
+                    dimension=self.embedder.dimension,
+                ),
+                splitter=SplitterInfo(name=SPLITTER_NAME, version=SPLITTER_VERSION),
+            )
+            self.vectors: faiss.Index = new_vector_index(manifest.model.dimension)
+        else:
+            check_model(manifest, self.embedder, self.directory)
+            self.vectors = load_vectors(self.directory, manifest, self.conn)
+        self.manifest = manifest
+        self._in_transaction = False
+        self._pending: dict[str, _Pending] = {}
+        self._remove_ids: list[np.ndarray] = []
+        self._add_ids: list[np.ndarray] = []
+        self._add_vectors: list[np.ndarray] = []
+        self._next_id = self._max_sentence_id() + 1
+        self.summary = IndexSummary()
+
+    def _max_sentence_id(self) -> int:
+        row = self.conn.execute("SELECT max(id) FROM sentences").fetchone()
+        stored = json.loads(self._meta("next_sentence_id") or "0")
+        return max(row[0] or 0, stored - 1)
+
+    def _meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _begin(self) -> None:
+        if not self._in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
+
+    # -- adding ---------------------------------------------------------------------------------
+
+    def add(
+        self,
+        items: Iterable[Article | Failure],
+        on_article: Callable[[str], None] | None = None,
+        on_embedded: Callable[[int], None] | None = None,
+    ) -> IndexSummary:
+        """Stage articles (and record failures) for the next commit."""
+        started = time.perf_counter()
+        self._begin()
+        for item in items:
+            if isinstance(item, Failure):
+                self.summary.failed.append(item)
+            else:
+                self._stage(item.with_default_id())
+            if sum(len(p.sentences) for p in self._pending.values()) >= EMBED_CHUNK:
+                self._flush(on_embedded)
+            if on_article is not None:
+                on_article(item.where if isinstance(item, Failure) else str(item.id))
+        self._flush(on_embedded)
+        self.summary.seconds += time.perf_counter() - started
+        return self.summary
+
+    def _stage(self, article: Article) -> None:
+        assert article.id is not None
+        if article.id in self._pending:  # the same id twice in one run: the later one wins
+            self._flush(None)
+        content_hash = article.content_hash()
+        row = self.conn.execute(
+            "SELECT content_hash FROM articles WHERE id = ?", (article.id,)
+        ).fetchone()
+        if row is not None and row[0] == content_hash:
+            self.summary.unchanged.append(article.id)
+            return
+        sentences = split_sentences(article.text)
+        if not sentences:
+            self.summary.failed.append(Failure(article.id, "article has no sentences"))
+            return
+        self._pending[article.id] = _Pending(article, content_hash, sentences, row is not None)
+
+    def _flush(self, on_embedded: Callable[[int], None] | None) -> None:
+        if not self._pending:
+            return
+        pending = list(self._pending.values())
+        self._pending.clear()
+        texts = [s.text for p in pending for s in p.sentences]
+        vectors = self.embedder.encode(texts, progress=on_embedded)
+        ids = np.arange(self._next_id, self._next_id + len(texts), dtype=np.int64)
+        self._next_id += len(texts)
+        rows = []
+        cursor = 0
+        for p in pending:
+            art = p.article
+            if p.replaced:
+                self._drop_sentences(str(art.id))
+            self._upsert_article(art, p.content_hash)
+            for s in p.sentences:
+                vector = vectors[cursor].tobytes()
+                rows.append((int(ids[cursor]), art.id, s.position, s.start, s.end, s.text, vector))
+                cursor += 1
+            (self.summary.updated if p.replaced else self.summary.added).append(str(art.id))
+        self.conn.executemany(
+            'INSERT INTO sentences (id, article_id, position, start, "end", text, vector) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._add_ids.append(ids)
+        self._add_vectors.append(vectors)
+        self.summary.sentences += len(texts)
+
+    def _upsert_article(self, art: Article, content_hash: str) -> None:
+        now = now_iso()
+        self.conn.execute(
+            "INSERT INTO articles (id, title, text, url, source, published, metadata, "
+            "content_hash, added, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET title = excluded.title, text = excluded.text, "
+            "url = excluded.url, source = excluded.source, published = excluded.published, "
+            "metadata = excluded.metadata, content_hash = excluded.content_hash, "
+            "updated = excluded.updated",
+            (
+                art.id,
+                art.title,
+                art.text,
+                art.url,
+                art.source,
+                art.published,
+                json.dumps(art.metadata, ensure_ascii=False, default=str),
+                content_hash,
+                now,
+                now,
+            ),
+        )
+
+    def _drop_sentences(self, article_id: str) -> None:
+        old = self.conn.execute(
+            "SELECT id FROM sentences WHERE article_id = ?", (article_id,)
+        ).fetchall()
+        self._remove_ids.append(np.array([r[0] for r in old], dtype=np.int64))
+        self.conn.execute("DELETE FROM sentences WHERE article_id = ?", (article_id,))
+
+    # -- removing -------------------------------------------------------------------------------
+
+    def remove(self, article_ids: Iterable[str]) -> IndexSummary:
+        self._begin()
+        for article_id in article_ids:
+            exists = self.conn.execute(
+                "SELECT 1 FROM articles WHERE id = ?", (article_id,)
+            ).fetchone()
+            if exists is None:
+                self.summary.failed.append(Failure(article_id, "no article with this id"))
+                continue
+            self._drop_sentences(article_id)
+            self.conn.execute("DELETE FROM articles WHERE id = ?", (article_id,))
+            self.summary.removed.append(article_id)
+        return self.summary
+
+    # -- committing -----------------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        s = self.summary
+        return bool(s.added or s.updated or s.removed)
+
+    def commit(self) -> IndexSummary:
+        """Make everything staged durable at once, then write the vectors and manifest files."""
+        if not self._in_transaction:
+            return self.summary
+        if not self.changed and self.manifest.generation > 0:
+            self.rollback()
+            return self.summary
+        self._apply_to_vectors()
+        articles, sentences = self.conn.execute(
+            "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM sentences)"
+        ).fetchone()
+        if self.vectors.ntotal != sentences:  # never commit rows and vectors that disagree
+            self.rollback()
+            raise StoreError(f"vectors ({self.vectors.ntotal}) disagree with rows ({sentences})")
+        manifest = self.manifest.model_copy(
+            update={
+                "counts": Counts(articles=articles, sentences=sentences),
+                "generation": self.manifest.generation + 1,
+                "updated": now_iso(),
+            }
+        )
+        manifest.vectors.file = f"vectors.{manifest.generation}.faiss"
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?), "
+            "('next_sentence_id', ?)",
+            (manifest.model_dump_json(), str(self._next_id)),
+        )
+        self.conn.execute("COMMIT")
+        self._in_transaction = False
+        self.manifest = manifest
+        save_vectors(self.directory, self.vectors, manifest.generation)
+        write_json_atomically(self.directory / MANIFEST_FILE, manifest_json(manifest))
+        return self.summary
+
+    def _apply_to_vectors(self) -> None:
+        if self._remove_ids:
+            self.vectors.remove_ids(np.concatenate(self._remove_ids))
+        if self._add_ids:
+            self.vectors.add_with_ids(np.vstack(self._add_vectors), np.concatenate(self._add_ids))
+        self._remove_ids, self._add_ids, self._add_vectors = [], [], []
+
+    def rollback(self) -> None:
+        if self._in_transaction:
+            self.conn.execute("ROLLBACK")
+            self._in_transaction = False
+            # The in-memory vectors may hold staged changes: reload the committed ones.
+            self.vectors = (
+                load_vectors(self.directory, self.manifest, self.conn)
+                if self.manifest.generation
+                else new_vector_index(self.manifest.model.dimension)
+            )
+        self._remove_ids, self._add_ids, self._add_vectors = [], [], []
+        self._pending.clear()
+
+    def close(self) -> None:
+        try:
+            self.rollback()
+            self.conn.close()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> IndexWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
