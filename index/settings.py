@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
+    # -- the API server ---------------------------------------------------------------------
+    api_key: str | None = Field(
+        default=None, description="When set, write routes need it (header X-API-Key)."
+    )
+    search_needs_key: bool = Field(
+        default=False, description="Also require the API key for search routes."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: CORS off."
+    )
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest body.")
+    max_batch: int = Field(default=1000, ge=1, description="Most articles in one POST.")
+    max_article_chars: int = Field(
+        default=5_000_000, ge=100, description="Longest article text accepted."
+    )
+    log_format: str = Field(default="text", pattern="^(text|json)$", description="Log lines.")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -72,8 +72,9 @@ class IndexSummary:
 
 
 def check_model(manifest: Manifest, embedder: Embedder, directory: Path) -> None:
-    """Refuse to mix models: vectors of two models in one index are meaningless together."""
-    if embedder.name != manifest.model.name or embedder.fingerprint != manifest.model.fingerprint:
+    """Refuse to mix models: vectors of two models in one index are meaningless together.
+    The weights decide; the same weights under another path or name are the same model."""
+    if embedder.fingerprint != manifest.model.fingerprint:
         raise ModelMismatch(
             f"index {directory} was built with model {manifest.model.name!r} "
             f"(weights {manifest.model.fingerprint[:12]}), not {embedder.name!r} "

@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from index.embed import Embedder, resolve_model
+from index.embed import Embedder
 from index.ingest import IngestTally, read_inputs
 from index.manifest import FORMAT_VERSION, Manifest
 from index.records import Article, Failure
 from index.settings import Settings
 from index.store import StoreError, connect, read_manifest
-from index.writer import IndexSummary, IndexWriter, ModelMismatch, check_model
+from index.writer import IndexSummary, IndexWriter, check_model
 from search.reader import IndexReader, SentenceRow
 from search.results import ArticleView, Hit, IndexStats, SearchRequest, SearchResponse
 
@@ -51,14 +51,6 @@ class Sift:
                 manifest = self._stored_manifest()
                 self._check_format(manifest)
                 wanted = self.settings.model
-                if manifest is not None and wanted is not None:
-                    name, _ = resolve_model(wanted)
-                    if name != manifest.model.name:
-                        raise ModelMismatch(
-                            f"index {self.directory} was built with model "
-                            f"{manifest.model.name!r}, not {name!r}; use the same model, "
-                            "or another --index"
-                        )
                 # An index remembers its model: with none configured, use that one.
                 model = wanted or (manifest.model.name if manifest else None)
                 embedder = Embedder(

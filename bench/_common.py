@@ -1,0 +1,51 @@
+"""Helpers shared by the benchmark scripts: the machine they ran on, the eval data, output."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def need_eval(*parts: str) -> Path:
+    path = EVAL.joinpath(*parts)
+    if not path.exists():
+        sys.exit(f"skipped: {path} is absent (the evaluation data lives in ../shared/eval)")
+    return path
+
+
+def bbc_articles() -> list[dict[str, Any]]:
+    with gzip.open(need_eval("bbc_news", "bbc_news.jsonl.gz"), "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def emit(result: dict[str, Any]) -> None:
+    """One line of JSON on stdout: the figure, and the machine it was measured on."""
+    print(json.dumps({**result, "machine": machine()}))

@@ -1,0 +1,69 @@
+"""Indexing rate on BBC News (2,225 articles), end to end, next to the raw encode rate of the same
+model and precision on the same sentences, measured in one run.
+
+    .venv/bin/python bench/index_rate.py [--precision auto|fp32|bf16] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _common import bbc_articles, emit  # noqa: E402
+
+from index.embed import Embedder  # noqa: E402
+from index.settings import Settings  # noqa: E402
+from index.split import split_sentences  # noqa: E402
+from search.engine import Sift  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--limit", type=int, default=None, help="Only the first N articles.")
+    args = parser.parse_args()
+    articles = bbc_articles()[: args.limit]
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "bbc.jsonl"
+        corpus.write_text("\n".join(json.dumps(a) for a in articles) + "\n", encoding="utf-8")
+        settings = Settings(index=Path(tmp) / "index", precision=args.precision)
+        engine = Sift(settings)
+        embedder = engine.embedder
+        embedder.encode(["warm up the model before timing"])
+        started = time.perf_counter()
+        summary = engine.index_paths([corpus])
+        index_seconds = time.perf_counter() - started
+        assert not summary.failed, summary.failed[:3]
+
+    sentences = [s.text for a in articles for s in split_sentences(a["text"])]
+    raw = Embedder(precision=args.precision)
+    started = time.perf_counter()
+    raw.model.encode(sentences, batch_size=settings.batch_size, normalize_embeddings=True)
+    encode_seconds = time.perf_counter() - started
+    index_rate = summary.sentences / index_seconds
+    encode_rate = len(sentences) / encode_seconds
+    emit(
+        {
+            "bench": "index_rate",
+            "corpus": "bbc_news",
+            "articles": len(articles),
+            "sentences": summary.sentences,
+            "precision": embedder.precision,
+            "index_seconds": round(index_seconds, 1),
+            "index_sentences_per_s": round(index_rate, 1),
+            "raw_encode_sentences_per_s": round(encode_rate, 1),
+            "ratio": round(index_rate / encode_rate, 3),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
