@@ -5,11 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Security
 
-from api import errors
-from api.routes import router
+from api import errors, logs
+from api.cors import Cors
+from api.limits import BodyLimit
+from api.metrics import Metrics
+from api.observe import Observe
+from api.page import page, static, views
+from api.routes import ERROR, meta, ops, reads, writes
+from api.security import require_key
 from index.settings import Settings
 from index.store import IndexNotFound
 from search.engine import Sift
@@ -17,6 +24,8 @@ from search.engine import Sift
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    logs.configure(settings.log_format)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -26,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except IndexNotFound:
             _ = engine.embedder.model  # no index yet: POST /articles will make one
         app.state.engine = engine
+        metrics.watch(engine)
         yield
         engine.close()
 
@@ -35,6 +45,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=version("sift-search"),
         lifespan=lifespan,
     )
+    app.state.settings = settings
+    app.state.metrics = metrics
     errors.install(app)
-    app.include_router(router)
+    _include_routes(app, settings)
+    # Added innermost first: Observe wraps CORS wraps the body limit wraps the app, so every
+    # answer, a 413 or a CORS preflight too, gets a request id, an access-log line and CORS headers.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(Cors, origins=settings.cors_origins)
+    app.add_middleware(Observe, metrics=metrics)
     return app
+
+
+def _include_routes(app: FastAPI, settings: Settings) -> None:
+    """Put the key on what must be guarded, and only there, so OpenAPI tells the truth."""
+    guard: dict[str, Any] = {
+        "dependencies": [Security(require_key)],
+        "responses": {401: ERROR},
+    }
+    write_guard = guard if settings.api_key else {}
+    read_guard = guard if settings.api_key and settings.search_needs_key else {}
+    app.include_router(meta)
+    app.include_router(reads, **read_guard)
+    app.include_router(writes, **write_guard)
+    app.include_router(ops)
+    app.include_router(page)
+    app.include_router(views, **read_guard)
+    app.mount("/static", static, name="static")

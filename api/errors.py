@@ -6,6 +6,7 @@ No stack trace ever reaches a client.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,8 +42,12 @@ _CORE_ERRORS: list[tuple[type[Exception], int, str]] = [
 ]
 
 
-def error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "message": message})
+def error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": code, "message": message}, headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -62,7 +67,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error(exc.status_code, code, str(exc.detail))
+        # Headers carry part of the answer: Allow on a 405, WWW-Authenticate on a 401.
+        return error(exc.status_code, code, str(exc.detail), exc.headers)
 
     for kind, status, code in _CORE_ERRORS:
 

@@ -1,31 +1,34 @@
-"""The routes: parse, call the engine, return a typed response."""
+"""The routes: parse, call the engine, return a typed response.
+
+Four routers, so `create_app` can put the API key on exactly the routes that need it:
+`meta` (always open), `reads` (open unless search_needs_key), `writes` (need the key when one
+is set) and `ops` (metrics, left out of the OpenAPI document).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query, Response
 
-from api.deps import EngineDep
-from api.schemas import ErrorBody, Health, IndexResult
+from api.deps import EngineDep, MetricsDep, SettingsDep
+from api.limits import check_batch
+from api.metrics import CONTENT_TYPE
+from api.schemas import BatchResults, BatchSearch, ErrorBody, Health, IndexResult
 from index.records import Article
 from index.store import IndexNotFound
 from search.results import ArticleView, IndexStats, SearchRequest, SearchResponse
 
-#: Most articles one POST /articles may carry.
-MAX_BATCH = 1000
+ERROR = {"model": ErrorBody}
+errors: dict[int | str, dict[str, Any]] = {s: ERROR for s in (400, 404, 409, 422, 503)}
 
-errors = {
-    400: {"model": ErrorBody},
-    404: {"model": ErrorBody},
-    409: {"model": ErrorBody},
-    422: {"model": ErrorBody},
-    503: {"model": ErrorBody},
-}
-router = APIRouter(responses=errors)  # type: ignore[arg-type]
+meta = APIRouter(responses=errors)
+reads = APIRouter(responses=errors)
+writes = APIRouter(responses=errors)
+ops = APIRouter(include_in_schema=False)
 
 
-@router.get("/health", operation_id="health", tags=["meta"])
+@meta.get("/health", operation_id="health", tags=["meta"])
 def health(engine: EngineDep) -> Health:
     try:
         stats = engine.stats()
@@ -46,38 +49,35 @@ def health(engine: EngineDep) -> Health:
     )
 
 
-@router.get("/stats", operation_id="stats", tags=["meta"])
+@reads.get("/stats", operation_id="stats", tags=["meta"])
 def stats(engine: EngineDep) -> IndexStats:
     return engine.stats()
 
 
-@router.get("/search", operation_id="search", tags=["search"])
-def search_get(engine: EngineDep, request: Annotated[SearchRequest, Query()]) -> SearchResponse:
+@reads.get("/search", operation_id="search", tags=["search"])
+def search_get(
+    engine: EngineDep, metrics: MetricsDep, request: Annotated[SearchRequest, Query()]
+) -> SearchResponse:
     """Passages that answer `q`, best first."""
-    return engine.search(request)
+    with metrics.timing_search():
+        return engine.search(request)
 
 
-@router.post("/search", operation_id="search_post", tags=["search"])
-def search_post(engine: EngineDep, request: SearchRequest) -> SearchResponse:
+@reads.post("/search", operation_id="search_post", tags=["search"])
+def search_post(engine: EngineDep, metrics: MetricsDep, request: SearchRequest) -> SearchResponse:
     """The same as GET /search, with the request as a JSON body."""
-    return engine.search(request)
+    with metrics.timing_search():
+        return engine.search(request)
 
 
-@router.post("/articles", operation_id="add_articles", tags=["articles"])
-def add_articles(
-    engine: EngineDep,
-    articles: Annotated[Article | list[Article], Body(description="One article or a list.")],
-) -> IndexResult:
-    """Index articles: new ones are added, changed ones replaced, unchanged ones left alone."""
-    batch = articles if isinstance(articles, list) else [articles]
-    if not batch:
-        raise HTTPException(422, "no articles in the request")
-    if len(batch) > MAX_BATCH:
-        raise HTTPException(413, f"at most {MAX_BATCH} articles per request, got {len(batch)}")
-    return IndexResult.of(engine.index_articles(batch))
+@reads.post("/search/batch", operation_id="search_batch", tags=["search"])
+def search_batch(engine: EngineDep, metrics: MetricsDep, batch: BatchSearch) -> BatchResults:
+    """Many searches at once: the same answers as one by one, with one model call."""
+    with metrics.timing_search():
+        return BatchResults(results=engine.search_batch(batch.searches))
 
 
-@router.get("/articles/{article_id:path}", operation_id="get_article", tags=["articles"])
+@reads.get("/articles/{article_id:path}", operation_id="get_article", tags=["articles"])
 def get_article(engine: EngineDep, article_id: str) -> ArticleView:
     article = engine.article(article_id)
     if article is None:
@@ -85,8 +85,25 @@ def get_article(engine: EngineDep, article_id: str) -> ArticleView:
     return article
 
 
-@router.delete("/articles/{article_id:path}", operation_id="delete_article", tags=["articles"])
+@writes.post("/articles", operation_id="add_articles", tags=["articles"], responses={413: ERROR})
+def add_articles(
+    engine: EngineDep,
+    settings: SettingsDep,
+    articles: Annotated[Article | list[Article], Body(description="One article or a list.")],
+) -> IndexResult:
+    """Index articles: new ones are added, changed ones replaced, unchanged ones left alone."""
+    batch = articles if isinstance(articles, list) else [articles]
+    check_batch(batch, settings)
+    return IndexResult.of(engine.index_articles(batch))
+
+
+@writes.delete("/articles/{article_id:path}", operation_id="delete_article", tags=["articles"])
 def delete_article(engine: EngineDep, article_id: str) -> IndexResult:
     if engine.article(article_id) is None:
         raise HTTPException(404, f"no article with id {article_id!r}")
     return IndexResult.of(engine.remove([article_id]))
+
+
+@ops.get("/metrics")
+def metrics(metrics: MetricsDep) -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

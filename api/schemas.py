@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from index.writer import IndexSummary
+from search.results import SearchRequest, SearchResponse
 
 
 class ErrorBody(BaseModel):
@@ -41,6 +42,16 @@ class IndexResult(BaseModel):
             sentences=summary.sentences,
             took_ms=round(summary.seconds * 1000, 2),
         )
+
+
+class BatchSearch(BaseModel):
+    """Several searches answered together, with one model call for all their queries."""
+
+    searches: list[SearchRequest] = Field(min_length=1, max_length=1000)
+
+
+class BatchResults(BaseModel):
+    results: list[SearchResponse] = Field(description="One response per search, in order.")
 
 
 class Health(BaseModel):

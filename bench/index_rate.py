@@ -17,12 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _common import bbc_articles, emit  # noqa: E402
+from _common import bbc_articles, emit
 
-from index.embed import Embedder  # noqa: E402
-from index.settings import Settings  # noqa: E402
-from index.split import split_sentences  # noqa: E402
-from search.engine import Sift  # noqa: E402
+from index.embed import Embedder
+from index.settings import Settings
+from index.split import split_sentences
+from search.engine import Sift
 
 
 def main() -> None:

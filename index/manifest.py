@@ -41,10 +41,21 @@ class Counts(BaseModel):
     sentences: int = 0
 
 
+class TextInfo(BaseModel):
+    """What text goes into each index, so a reader knows how the index was made."""
+
+    embedded: str = Field(default="title: sentence", description="Text given to the model.")
+    keyword: str = Field(
+        default="sentence; context = title + neighbouring sentences",
+        description="Columns of the sentence keyword index (FTS5, porter stemming).",
+    )
+
+
 class Manifest(BaseModel):
     format_version: int = FORMAT_VERSION
     model: ModelInfo
     splitter: SplitterInfo
+    text: TextInfo = Field(default_factory=TextInfo)
     vectors: VectorsInfo = Field(default_factory=VectorsInfo)
     counts: Counts = Field(default_factory=Counts)
     generation: int = Field(default=0, description="Bumped by every commit.")

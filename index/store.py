@@ -29,27 +29,56 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS articles (
-    id           TEXT PRIMARY KEY,
+    num          INTEGER PRIMARY KEY,        -- stable row number, the keyword index's key
+    id           TEXT NOT NULL UNIQUE,
     title        TEXT,
-    text         TEXT NOT NULL,
+    text         TEXT NOT NULL,              -- '' for a duplicate: the text lives once
     url          TEXT,
     source       TEXT,
     published    TEXT,
     metadata     TEXT NOT NULL DEFAULT '{}',
-    content_hash TEXT NOT NULL,
+    content_hash TEXT NOT NULL,              -- of every field: decides "unchanged"
+    text_hash    TEXT NOT NULL,              -- of the text alone: finds identical copies
+    duplicate_of TEXT,                       -- id of the article that holds this text
     added        TEXT NOT NULL,
     updated      TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS articles_text_hash ON articles (text_hash);
+CREATE INDEX IF NOT EXISTS articles_duplicate_of ON articles (duplicate_of);
+CREATE INDEX IF NOT EXISTS articles_source ON articles (source);
+CREATE INDEX IF NOT EXISTS articles_published ON articles (published);
 CREATE TABLE IF NOT EXISTS sentences (
-    id         INTEGER PRIMARY KEY,
-    article_id TEXT NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+    id         INTEGER PRIMARY KEY,          -- also the vector's id in FAISS
+    article_id TEXT NOT NULL REFERENCES articles(id) ON UPDATE CASCADE,
     position   INTEGER NOT NULL,
     start      INTEGER NOT NULL,
     "end"      INTEGER NOT NULL,
     text       TEXT NOT NULL,
-    vector     BLOB NOT NULL,
+    vector     BLOB NOT NULL,                -- float32, the FAISS file is rebuilt from these
     UNIQUE (article_id, position)
 );
+-- Keyword index over sentences: the sentence, and its context (title and neighbours) that
+-- counts for less. rowid = sentence id. Kept in step by the writer, in the same transaction.
+CREATE VIRTUAL TABLE IF NOT EXISTS sentences_fts USING fts5(
+    text, context, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+-- Keyword index over whole articles, for article-level evidence.
+CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(
+    title, text, content = 'articles', content_rowid = 'num',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS articles_fts_insert AFTER INSERT ON articles BEGIN
+    INSERT INTO articles_fts (rowid, title, text) VALUES (new.num, new.title, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS articles_fts_delete AFTER DELETE ON articles BEGIN
+    INSERT INTO articles_fts (articles_fts, rowid, title, text)
+    VALUES ('delete', old.num, old.title, old.text);
+END;
+CREATE TRIGGER IF NOT EXISTS articles_fts_update AFTER UPDATE ON articles BEGIN
+    INSERT INTO articles_fts (articles_fts, rowid, title, text)
+    VALUES ('delete', old.num, old.title, old.text);
+    INSERT INTO articles_fts (rowid, title, text) VALUES (new.num, new.title, new.text);
+END;
 """
 
 

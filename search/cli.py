@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.padding import Padding
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
 from index.embed import ModelError
@@ -30,7 +31,7 @@ from index.settings import Settings
 from index.store import StoreError
 from index.writer import IndexSummary
 from search.engine import InvalidRequest, Sift
-from search.results import SearchRequest, SearchResponse
+from search.results import Hit, SearchRequest, SearchResponse
 
 app = typer.Typer(
     name="sift",
@@ -181,28 +182,108 @@ def _report_index(
 
 @app.command("search")
 def search_cmd(
-    query: Annotated[str, typer.Argument(help="What to look for, in plain words.")],
-    k: Annotated[int, typer.Option("-k", "--k", help="Passages to return.")] = 10,
+    query: Annotated[
+        str | None, typer.Argument(help="What to look for, in plain words.", show_default=False)
+    ] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="Results to return.")] = 10,
+    offset: Annotated[int, typer.Option(help="Results to skip (next pages).")] = 0,
+    mode: Annotated[
+        str, typer.Option(help="hybrid (dense + keyword), dense or keyword.")
+    ] = "hybrid",
     context: Annotated[int, typer.Option("--context", "-c", help="Sentences either side.")] = 1,
     per_article: Annotated[
         int, typer.Option("--per-article", help="At most this many passages per article.")
     ] = 2,
+    group: Annotated[
+        str, typer.Option(help="passage, or article: rank articles with their best passages.")
+    ] = "passage",
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="Only this source (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Published on or after (ISO date).")] = None,
+    until: Annotated[str | None, typer.Option(help="Published on or before (ISO date).")] = None,
+    article_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Only this article (repeatable).")
+    ] = None,
+    meta: Annotated[
+        list[str] | None, typer.Option("--meta", help="Only where metadata key=value (repeatable).")
+    ] = None,
+    no_collapse: Annotated[
+        bool, typer.Option("--no-collapse", help="Keep near-identical sentences apart.")
+    ] = False,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            help="File of queries, one a line, or JSONL with id and query: one JSON line each.",
+        ),
+    ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search the index and print the best passages with their articles."""
+    if (query is None) == (queries is None):
+        fail("give a QUERY or --queries FILE (one of them)")
+    options = {
+        "k": k,
+        "offset": offset,
+        "mode": mode,
+        "context": context,
+        "per_article": per_article,
+        "group": group,
+        "source": source or [],
+        "since": since,
+        "until": until,
+        "ids": article_id or [],
+        "meta": meta or [],
+        "collapse": not no_collapse,
+    }
     engine = Sift(_settings(index, model))
+    if queries is not None:
+        _search_file(engine, queries, options)
+        return
     with _errors_to_exit():
-        request = SearchRequest(q=query, k=k, context=context, per_article=per_article)
-        response = engine.search(request)
+        response = engine.search(SearchRequest(q=query, **options))
     if as_json:
         _print_json(response.model_dump(mode="json"))
     else:
         _print_results(response)
 
 
+def _search_file(engine: Sift, path: Path, options: dict[str, Any]) -> None:
+    """One JSON line per query, in order, from one model call for the whole file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {exc}")
+    labelled: list[tuple[str | None, str]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                item = json.loads(line)
+                labelled.append((item.get("id"), str(item["query"])))
+            except (json.JSONDecodeError, KeyError, AttributeError):
+                fail(f"{path} line {number}: expected a JSON object with a 'query'")
+        else:
+            labelled.append((None, line.strip()))
+    if not labelled:
+        fail(f"{path} holds no queries")
+    with _errors_to_exit():
+        requests = [SearchRequest(q=q, **options) for _, q in labelled]
+        responses = engine.search_batch(requests)
+    for (label, _), response in zip(labelled, responses, strict=True):
+        body = response.model_dump(mode="json")
+        sys.stdout.write(json.dumps({"id": label, **body} if label else body, ensure_ascii=False))
+        sys.stdout.write("\n")
+
+
 def _print_results(response: SearchResponse) -> None:
+    if response.articles is not None:
+        _print_articles(response)
+        return
     if not response.results:
         out.print(f"No passages match {response.query!r} (the index may be empty).")
         return
@@ -214,15 +295,40 @@ def _print_results(response: SearchResponse) -> None:
         out.print(head)
         details = [hit.article_id, hit.source, hit.published, hit.url]
         out.print(Padding(Text(" · ".join(d for d in details if d), style="dim"), (0, 0, 0, 4)))
-        body = Text()
-        rel_start = hit.start - hit.passage_start
-        rel_end = hit.end - hit.passage_start
-        passage = hit.passage
-        body.append(_one_line(passage[:rel_start]).lstrip())
-        body.append(_one_line(passage[rel_start:rel_end]), style="bold yellow")
-        body.append(_one_line(passage[rel_end:]).rstrip())
-        out.print(Padding(body, (0, 0, 1, 4)))
+        out.print(Padding(_highlighted(hit), (0, 0, 0, 4)))
+        if hit.also_in:
+            also = Text(f"also in: {', '.join(hit.also_in)}", style="dim italic")
+            out.print(Padding(also, (0, 0, 0, 4)))
+        out.print()
     out.print(Text(f"{len(response.results)} passages in {response.took_ms:.0f} ms", style="dim"))
+
+
+def _print_articles(response: SearchResponse) -> None:
+    if not response.articles:
+        out.print(f"No articles match {response.query!r}.")
+        return
+    for article in response.articles:
+        head = Text()
+        head.append(f"{article.rank:>2}. ", style="bold")
+        head.append(f"{article.score:.3f}  ", style="green")
+        head.append(_clip(article.title or article.article_id, 64), style="bold cyan")
+        out.print(head)
+        details = [article.article_id, article.source, article.published, article.url]
+        out.print(Padding(Text(" · ".join(d for d in details if d), style="dim"), (0, 0, 0, 4)))
+        for hit in article.passages:
+            out.print(Padding(_highlighted(hit), (0, 0, 0, 4)))
+        out.print()
+    out.print(Text(f"{len(response.articles)} articles in {response.took_ms:.0f} ms", style="dim"))
+
+
+def _highlighted(hit: Hit) -> Text:
+    body = Text()
+    rel_start = hit.start - hit.passage_start
+    rel_end = hit.end - hit.passage_start
+    body.append(_one_line(hit.passage[:rel_start]).lstrip())
+    body.append(_one_line(hit.passage[rel_start:rel_end]), style="bold yellow")
+    body.append(_one_line(hit.passage[rel_end:]).rstrip())
+    return body
 
 
 def _one_line(text: str) -> str:
@@ -302,6 +408,65 @@ def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     for key, value in stats.model_dump().items():
         shown = f"{value:,}" if isinstance(value, int) and key != "format_version" else value
         out.print(f"[bold]{key:>18}[/]  {escape(str(shown))}")
+
+
+# -- eval -----------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_cmd(
+    squad: Annotated[Path, typer.Option(help="SQuAD v1.1 dev JSON (.json or .json.gz).")] = Path(
+        "../shared/eval/squad_v1.1_dev/dev-v1.1.json.gz"
+    ),
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", "-i", help="Where to build the eval index (kept and reused)."),
+    ] = None,
+    mode: Annotated[
+        list[str] | None, typer.Option("--mode", help="Modes to score (default: all three).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    articles: Annotated[
+        bool, typer.Option("--articles/--no-articles", help="Also score article ranking.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score ranking quality on SQuAD (ReQA protocol): MRR@10, R@1/5/10 for each mode."""
+    import tempfile
+
+    from search.evaluation import MODES, run_reqa
+
+    if not squad.exists():
+        fail(f"no SQuAD file at {squad} (the evaluation data lives in ../shared/eval)")
+    modes = tuple(mode or MODES)
+    if bad := [m for m in modes if m not in MODES]:
+        fail(f"unknown mode {bad[0]!r}: use {', '.join(MODES)}")
+    settings = _settings(None)
+    with tempfile.TemporaryDirectory(prefix="sift-eval-") as tmp, _errors_to_exit():
+        where = index or Path(tmp) / "index"
+        say = (lambda line: err.print(f"[dim]{escape(line)}[/]")) if not as_json else None
+        report = run_reqa(squad, where, settings, modes, articles, limit, say)
+    if as_json:
+        _print_json(report)
+        return
+    table = Table(
+        title=f"ReQA SQuAD v1.1 dev: {report['questions']:,} questions, "
+        f"{report['sentences']:,} sentences"
+    )
+    for column in ("mode", "MRR@10", "R@1", "R@5", "R@10", "articles MRR@10", "queries/s"):
+        table.add_column(column, justify="right" if column != "mode" else "left")
+    for name, entry in report["modes"].items():  # type: ignore[attr-defined]
+        level = entry.get("article_level", {}).get("group_article", {})
+        table.add_row(
+            name,
+            f"{entry['mrr@10']:.4f}",
+            f"{entry['r@1']:.4f}",
+            f"{entry['r@5']:.4f}",
+            f"{entry['r@10']:.4f}",
+            f"{level.get('mrr@10', float('nan')):.4f}",
+            f"{entry['queries_per_s']:,.0f}",
+        )
+    out.print(table)
 
 
 # -- serve ----------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+
 from index.embed import Embedder
 from index.ingest import IngestTally, read_inputs
 from index.manifest import FORMAT_VERSION, Manifest
@@ -14,8 +16,32 @@ from index.records import Article, Failure
 from index.settings import Settings
 from index.store import StoreError, connect, read_manifest
 from index.writer import IndexSummary, IndexWriter, check_model
-from search.reader import IndexReader, SentenceRow
-from search.results import ArticleView, Hit, IndexStats, SearchRequest, SearchResponse
+from search.filters import ArticleFilter
+from search.keyword import match_expression
+from search.passages import build_hits, select
+from search.ranking import ARTICLE_DEPTH, rank_articles, rank_sentences
+from search.reader import IndexReader
+from search.results import ArticleHit, ArticleView, IndexStats, SearchRequest, SearchResponse
+
+
+def _spread(
+    reader: IndexReader, candidates: list[int], per_article: int, context: int
+) -> dict[str, list[int]]:
+    """Each article's best sentences, in order, skipping any whose passage would overlap one
+    already taken: an article's passages should show different parts of it."""
+    rows = reader.sentences(candidates)
+    best: dict[str, list[int]] = {}
+    taken: dict[str, list[int]] = {}
+    for sid in candidates:
+        row = rows.get(sid)
+        if row is None or len(best.get(row.article_id, [])) >= per_article:
+            continue
+        positions = taken.setdefault(row.article_id, [])
+        if any(abs(row.position - p) <= 2 * context for p in positions):
+            continue
+        positions.append(row.position)
+        best.setdefault(row.article_id, []).append(sid)
+    return best
 
 
 class InvalidRequest(ValueError):
@@ -93,70 +119,134 @@ class Sift:
     # -- reading --------------------------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> SearchResponse:
-        self._check_limits(request)
+        return self.search_batch([request])[0]
+
+    def search_batch(self, requests: list[SearchRequest]) -> list[SearchResponse]:
+        """Answer several searches with one model call for all their queries."""
+        for request in requests:
+            self._check_limits(request)
         reader = self.reader
-        embedder = self.embedder
-        _ = embedder.model  # loading the model is start-up, not query time
-        started = time.perf_counter()
-        query = embedder.encode([request.q])[0]
-        hits = self._rank(reader, query, request)
-        took = (time.perf_counter() - started) * 1000
-        return SearchResponse(query=request.q, k=request.k, took_ms=round(took, 2), results=hits)
+        needs_vector = [r for r in requests if r.mode != "keyword"]
+        vectors: dict[str, np.ndarray] = {}
+        if needs_vector:
+            embedder = self.embedder
+            _ = embedder.model  # loading the model is start-up, not query time
+            started = time.perf_counter()
+            queries = list(dict.fromkeys(r.q for r in needs_vector))
+            vectors = dict(zip(queries, embedder.encode(queries), strict=True))
+            embed_ms = (time.perf_counter() - started) * 1000 / len(requests)
+        else:
+            embed_ms = 0.0
+        responses = []
+        for request in requests:
+            started = time.perf_counter()
+            response = self._answer(reader, request, vectors.get(request.q))
+            response.took_ms = round((time.perf_counter() - started) * 1000 + embed_ms, 2)
+            responses.append(response)
+        return responses
 
     def _check_limits(self, request: SearchRequest) -> None:
         s = self.settings
         if request.k > s.max_k:
             raise InvalidRequest(f"k must be between 1 and {s.max_k}, got {request.k}")
+        if request.offset + request.k > s.max_k * 10:
+            raise InvalidRequest(f"offset + k must be at most {s.max_k * 10}")
         if request.context > s.max_context:
             raise InvalidRequest(f"context must be between 0 and {s.max_context}")
         if len(request.q) > s.max_query_chars:
             raise InvalidRequest(f"query is longer than {s.max_query_chars} characters")
 
-    def _rank(self, reader: IndexReader, query, request: SearchRequest) -> list[Hit]:  # type: ignore[no-untyped-def]
-        total = reader.vectors.ntotal
-        fetch = min(total, request.k * 4 + 20)
+    def _answer(
+        self, reader: IndexReader, request: SearchRequest, vector: np.ndarray | None
+    ) -> SearchResponse:
+        flt = request.article_filter()
+        settings = self.settings
+        want = request.offset + request.k
+        collapse = settings.collapse_similarity if request.collapse else None
+        if request.group == "article":
+            return self._answer_articles(reader, request, vector, flt)
+        # Hybrid looks at a fixed depth, so pages of one query never disagree; dense and
+        # keyword orders do not change with depth, so they may look as deep as a page needs.
+        depth = settings.candidates if request.mode == "hybrid" else max(settings.candidates, want)
         while True:
-            scores, ids = reader.nearest(query, fetch)
-            rows = reader.sentences([int(i) for i in ids])
-            chosen: list[tuple[float, SentenceRow]] = []
-            per_article: dict[str, int] = {}
-            for score, sid in zip(scores, ids, strict=True):
-                row = rows.get(int(sid))
-                if row is None:  # a vector whose row a newer commit removed
-                    continue
-                if per_article.get(row.article_id, 0) >= request.per_article:
-                    continue
-                per_article[row.article_id] = per_article.get(row.article_id, 0) + 1
-                chosen.append((float(score), row))
-                if len(chosen) == request.k:
-                    break
-            # The per-article cap can leave a page short: look deeper until it is full.
-            if len(chosen) == request.k or fetch >= total:
+            ranking = rank_sentences(reader, settings, request.q, vector, request.mode, flt, depth)
+            chosen = select(
+                reader, ranking.ids, ranking.scores, want, request.per_article, collapse
+            )
+            # The per-article cap and the collapse can leave a page short: look deeper while
+            # a deeper look can find more (dense and keyword orders do not change with depth).
+            if len(chosen) >= want or ranking.exhaustive or request.mode == "hybrid":
                 break
-            fetch = min(total, fetch * 4)
-        heads = reader.heads({row.article_id for _, row in chosen})
-        hits = []
-        for rank, (score, row) in enumerate(chosen, 1):
-            head = heads[row.article_id]
-            passage, p_start, p_end = reader.passage(row.article_id, row.position, request.context)
-            hits.append(
-                Hit(
+            depth *= 4
+        page = chosen[request.offset : want]
+        return SearchResponse(
+            query=request.q,
+            k=request.k,
+            offset=request.offset,
+            mode=request.mode,
+            took_ms=0.0,
+            results=build_hits(reader, page, request.context, request.offset + 1),
+        )
+
+    def _answer_articles(
+        self,
+        reader: IndexReader,
+        request: SearchRequest,
+        vector: np.ndarray | None,
+        flt: ArticleFilter,
+    ) -> SearchResponse:
+        settings = self.settings
+        depth = max(settings.candidates, (request.offset + request.k) * 10)
+        ranking = rank_sentences(reader, settings, request.q, vector, request.mode, flt, depth)
+        if request.mode != "hybrid" and not ranking.articles:
+            match = match_expression(request.q)
+            if match is not None and request.mode == "keyword":
+                ranking.articles = reader.keyword_articles(match, ARTICLE_DEPTH, flt)
+        owner = reader.article_of(ranking.ids)
+        ordered = rank_articles(ranking, owner, settings)
+        page = ordered[request.offset : request.offset + request.k]
+        wanted = {a for a, _ in page}
+        candidates = [sid for sid in ranking.ids if owner.get(sid) in wanted]
+        # Articles found by their own text alone: their sentences by the query vector.
+        found = {owner[sid] for sid in candidates}
+        if missing := [a for a in wanted if a not in found]:
+            ids, _, vectors = reader.sentence_vectors(missing)
+            order = np.argsort(-(vectors @ vector)) if vector is not None else range(len(ids))
+            candidates += [ids[i] for i in order]
+        best = _spread(reader, candidates, request.per_article, request.context)
+        heads = reader.heads(wanted)
+        results = []
+        for rank, (article_id, score) in enumerate(page, request.offset + 1):
+            chosen = select(
+                reader,
+                best[article_id],
+                {i: ranking.scores.get(i, 0.0) for i in best[article_id]},
+                request.per_article,
+                request.per_article,
+                None,
+            )
+            head = heads[article_id]
+            results.append(
+                ArticleHit(
                     rank=rank,
                     score=round(score, 4),
-                    article_id=row.article_id,
+                    article_id=article_id,
                     title=head.title,
                     source=head.source,
                     url=head.url,
                     published=head.published,
-                    sentence=row.text,
-                    start=row.start,
-                    end=row.end,
-                    passage=passage,
-                    passage_start=p_start,
-                    passage_end=p_end,
+                    passages=build_hits(reader, chosen, request.context),
                 )
             )
-        return hits
+        return SearchResponse(
+            query=request.q,
+            k=request.k,
+            offset=request.offset,
+            mode=request.mode,
+            took_ms=0.0,
+            results=[],
+            articles=results,
+        )
 
     def article(self, article_id: str) -> ArticleView | None:
         return self.reader.article(article_id)

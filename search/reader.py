@@ -12,6 +12,7 @@ import numpy as np
 
 from index.manifest import Manifest
 from index.store import StoreError, connect, load_vectors, metadata_of, read_manifest
+from search.filters import ArticleFilter
 from search.results import ArticleView, IndexStats
 
 
@@ -78,25 +79,135 @@ class IndexReader:
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
+    def nearest_among(
+        self, query: np.ndarray, n: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As `nearest`, over the sentences in `allowed` only: filtering before ranking."""
+        if not len(allowed):
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        vectors = self.vectors
+        selector = faiss.IDSelectorBatch(allowed)
+        params = faiss.SearchParameters(sel=selector)
+        n = min(n, len(allowed), vectors.ntotal)
+        scores, ids = vectors.search(query.reshape(1, -1).astype(np.float32), n, params=params)
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
+    # -- keyword ----------------------------------------------------------------------------------
+
+    def keyword_sentences(
+        self, match: str, n: int, context_weight: float, flt: ArticleFilter
+    ) -> tuple[list[int], list[float]]:
+        """Sentence ids and BM25 scores (higher is better) for an FTS5 MATCH expression."""
+        if flt:
+            where, params = self._filter_sql(flt)
+            sql = (
+                "SELECT sentences_fts.rowid, -bm25(sentences_fts, 1.0, ?) AS score "
+                "FROM sentences_fts JOIN sentences s ON s.id = sentences_fts.rowid "
+                "JOIN articles a ON a.id = s.article_id "
+                f"WHERE sentences_fts MATCH ? AND {where} "
+                "ORDER BY score DESC, sentences_fts.rowid LIMIT ?"
+            )
+            args: list[object] = [context_weight, match, *params, n]
+        else:
+            sql = (
+                "SELECT rowid, -bm25(sentences_fts, 1.0, ?) AS score FROM sentences_fts "
+                "WHERE sentences_fts MATCH ? ORDER BY score DESC, rowid LIMIT ?"
+            )
+            args = [context_weight, match, n]
+        rows = self._conn().execute(sql, args).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    def keyword_articles(self, match: str, n: int, flt: ArticleFilter) -> list[str]:
+        """Article ids ranked by BM25 over their title and whole text."""
+        where, params = self._filter_sql(flt)
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT a.id FROM articles_fts JOIN articles a ON a.num = articles_fts.rowid "
+                f"WHERE articles_fts MATCH ? AND a.duplicate_of IS NULL AND {where} "
+                "ORDER BY bm25(articles_fts, 2.0, 1.0), a.num LIMIT ?",
+                [match, *params, n],
+            )
+            .fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def allowed_sentences(self, flt: ArticleFilter) -> np.ndarray:
+        """Ids of the sentences of the articles a filter lets through."""
+        where, params = self._filter_sql(flt)
+        rows = self._conn().execute(
+            f"SELECT s.id FROM sentences s JOIN articles a ON a.id = s.article_id WHERE {where}",
+            params,
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    @staticmethod
+    def _filter_sql(flt: ArticleFilter) -> tuple[str, list[object]]:
+        # An article passes when it, or one of its identical copies, matches: copies share
+        # the sentences of the article that holds their text.
+        own, params = flt.where("a")
+        if not flt:
+            return own, params
+        copy, copy_params = flt.where("d")
+        return (
+            f"({own} OR EXISTS (SELECT 1 FROM articles d WHERE d.duplicate_of = a.id AND {copy}))",
+            [*params, *copy_params],
+        )
+
     # -- rows -----------------------------------------------------------------------------------
 
+    def article_of(self, sentence_ids: list[int]) -> dict[int, str]:
+        rows = self._in_batches(
+            "SELECT id, article_id FROM sentences WHERE id IN ({marks})", sentence_ids
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def sentence_vectors(self, article_ids: list[str]) -> tuple[list[int], list[str], np.ndarray]:
+        """Sentence ids, their article ids and vectors, for the given articles."""
+        rows = self._in_batches(
+            "SELECT id, article_id, vector FROM sentences WHERE article_id IN ({marks}) "
+            "ORDER BY id",
+            article_ids,
+        )
+        if not rows:
+            return [], [], np.zeros((0, self.manifest.model.dimension), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
+        return (
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            vectors.reshape(len(rows), self.manifest.model.dimension),
+        )
+
+    def copies(self, article_ids: set[str]) -> dict[str, list[str]]:
+        """For each article, the ids of the identical copies that point to it."""
+        rows = self._in_batches(
+            "SELECT duplicate_of, id FROM articles WHERE duplicate_of IN ({marks}) ORDER BY num",
+            list(article_ids),
+        )
+        out: dict[str, list[str]] = {}
+        for original, copy in rows:
+            out.setdefault(original, []).append(copy)
+        return out
+
+    def _in_batches(self, sql: str, values: list) -> list[tuple]:  # type: ignore[type-arg]
+        rows: list[tuple] = []  # type: ignore[type-arg]
+        for i in range(0, len(values), 900):  # SQLite caps the parameters of one statement
+            chunk = values[i : i + 900]
+            rows += self._conn().execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        return rows
+
     def sentences(self, ids: list[int]) -> dict[int, SentenceRow]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        rows = self._conn().execute(
-            f'SELECT id, article_id, position, start, "end", text FROM sentences '
-            f"WHERE id IN ({marks})",
+        rows = self._in_batches(
+            'SELECT id, article_id, position, start, "end", text FROM sentences '
+            "WHERE id IN ({marks})",
             ids,
         )
         return {r[0]: SentenceRow(*r) for r in rows}
 
     def heads(self, article_ids: set[str]) -> dict[str, ArticleHead]:
-        if not article_ids:
-            return {}
-        marks = ",".join("?" * len(article_ids))
-        rows = self._conn().execute(
-            f"SELECT id, title, source, url, published FROM articles WHERE id IN ({marks})",
+        rows = self._in_batches(
+            "SELECT id, title, source, url, published FROM articles WHERE id IN ({marks})",
             list(article_ids),
         )
         return {r[0]: ArticleHead(*r) for r in rows}
@@ -116,12 +227,14 @@ class IndexReader:
         return text, start, end
 
     def article(self, article_id: str) -> ArticleView | None:
+        # A copy shows the text, and the sentences, of the article that holds them.
         row = (
             self._conn()
             .execute(
-                "SELECT id, title, text, url, source, published, metadata, added, updated, "
-                "(SELECT count(*) FROM sentences WHERE article_id = articles.id) "
-                "FROM articles WHERE id = ?",
+                "SELECT a.id, a.title, coalesce(o.text, a.text), a.url, a.source, a.published, "
+                "a.metadata, a.added, a.updated, (SELECT count(*) FROM sentences "
+                "WHERE article_id = coalesce(a.duplicate_of, a.id)), a.duplicate_of "
+                "FROM articles a LEFT JOIN articles o ON o.id = a.duplicate_of WHERE a.id = ?",
                 (article_id,),
             )
             .fetchone()
@@ -139,6 +252,7 @@ class IndexReader:
             added=row[7],
             updated=row[8],
             sentences=row[9],
+            duplicate_of=row[10],
         )
 
     def stats(self) -> IndexStats:

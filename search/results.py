@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import unicodedata
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+
+from search.filters import ArticleFilter
 
 #: Hard ceilings, whatever the settings say; the settings may lower them.
 MAX_K = 1000
@@ -13,28 +17,74 @@ MAX_QUERY_CHARS = 10_000
 
 
 class SearchRequest(BaseModel):
-    """A search: the query in plain words and how many passages, of what shape, to return."""
+    """A search: the query in plain words, how to rank, what to filter, what shape to return."""
 
     q: str = Field(
         min_length=1, max_length=MAX_QUERY_CHARS, description="The query, in plain words."
     )
-    k: int = Field(default=10, ge=1, le=MAX_K, description="How many passages to return.")
+    k: int = Field(default=10, ge=1, le=MAX_K, description="How many results to return.")
+    offset: int = Field(default=0, ge=0, le=MAX_K, description="Results to skip (pagination).")
+    mode: Literal["hybrid", "dense", "keyword"] = Field(
+        default="hybrid", description="hybrid: dense and keyword fused; or either alone."
+    )
     context: int = Field(
         default=1, ge=0, le=MAX_CONTEXT, description="Sentences either side of the hit."
     )
     per_article: int = Field(
         default=2, ge=1, le=MAX_K, description="At most this many passages from one article."
     )
+    group: Literal["passage", "article"] = Field(
+        default="passage", description="article: rank articles, each with its best passages."
+    )
+    collapse: bool = Field(
+        default=True, description="Fold near-identical sentences of different articles into one."
+    )
+    source: list[str] = Field(default_factory=list, description="Only articles from these sources.")
+    since: str | None = Field(default=None, description="Only articles published on or after.")
+    until: str | None = Field(default=None, description="Only articles published on or before.")
+    ids: list[str] = Field(default_factory=list, description="Only these articles.")
+    meta: list[str] = Field(
+        default_factory=list, description="Only articles whose metadata has key=value."
+    )
 
     @field_validator("q")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        stripped = value.strip()
-        if not stripped:
+        # Control characters carry no meaning in a query; they become spaces.
+        cleaned = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value).strip()
+        if not cleaned:
             raise ValueError("query is empty")
-        if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in stripped):
-            stripped = "".join(ch if ord(ch) >= 32 else " " for ch in stripped).strip()
-        return stripped
+        return cleaned
+
+    @field_validator("since", "until")
+    @classmethod
+    def _iso_date(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"must be an ISO date like 2024-06-19, got {value!r}") from None
+        return value
+
+    @field_validator("meta")
+    @classmethod
+    def _key_value(cls, values: list[str]) -> list[str]:
+        for item in values:
+            key, sep, _ = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"meta filters are key=value, got {item!r}")
+        return values
+
+    def article_filter(self) -> ArticleFilter:
+        return ArticleFilter(
+            sources=tuple(self.source),
+            since=self.since,
+            until=self.until,
+            ids=tuple(self.ids),
+            meta=tuple((k.strip(), v) for k, _, v in (m.partition("=") for m in self.meta)),
+        )
 
 
 class Hit(BaseModel):
@@ -53,13 +103,35 @@ class Hit(BaseModel):
     passage: str
     passage_start: int
     passage_end: int
+    also_in: list[str] = Field(
+        default_factory=list,
+        description="Other articles with the same or a near-identical sentence (copies).",
+    )
+
+
+class ArticleHit(BaseModel):
+    """An article ranked for the query (group=article), with its best passages."""
+
+    rank: int
+    score: float
+    article_id: str
+    title: str | None
+    source: str | None
+    url: str | None
+    published: str | None
+    passages: list[Hit]
 
 
 class SearchResponse(BaseModel):
     query: str
     k: int
+    offset: int = 0
+    mode: str = "hybrid"
     took_ms: float
-    results: list[Hit]
+    results: list[Hit] = Field(description="Passages, best first (empty when group=article).")
+    articles: list[ArticleHit] | None = Field(
+        default=None, description="Articles, best first, when group=article."
+    )
 
 
 class ArticleView(BaseModel):
@@ -75,6 +147,9 @@ class ArticleView(BaseModel):
     sentences: int
     added: str
     updated: str
+    duplicate_of: str | None = Field(
+        default=None, description="Id of the article with the same text, which holds it."
+    )
 
 
 class IndexStats(BaseModel):

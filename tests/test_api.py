@@ -172,6 +172,7 @@ def test_openapi_documents_every_route(api: httpx.Client) -> None:
         "stats",
         "search",
         "search_post",
+        "search_batch",
         "add_articles",
         "get_article",
         "delete_article",
@@ -180,6 +181,27 @@ def test_openapi_documents_every_route(api: httpx.Client) -> None:
         schema["components"]["schemas"]
     )
     assert api.get("/docs").status_code == 200
+
+
+def test_batch_search_over_http(api: httpx.Client) -> None:
+    searches = [{"q": "casualty estimates", "k": 2}, {"q": "drones", "mode": "keyword", "k": 1}]
+    batch = api.post("/search/batch", json={"searches": searches}).json()["results"]
+    singles = [api.post("/search", json=s).json() for s in searches]
+    strip = lambda r: {k: v for k, v in r.items() if k != "took_ms"}  # noqa: E731
+    assert [strip(r) for r in batch] == [strip(r) for r in singles]
+    empty = api.post("/search/batch", json={"searches": []})
+    assert empty.status_code == 422 and empty.json()["error"] == "invalid_request"
+
+
+def test_filters_and_modes_over_http(api: httpx.Client) -> None:
+    got = api.get(
+        "/search", params={"q": "troops", "source": "sift sample", "since": "2025-01-01", "k": 5}
+    ).json()
+    assert {r["article_id"] for r in got["results"]} == {"brief-drones"}
+    grouped = api.get("/search", params={"q": "defence pact", "group": "article", "k": 2}).json()
+    assert len(grouped["articles"]) == 2 and grouped["articles"][0]["passages"]
+    bad = api.get("/search", params={"q": "x", "mode": "fuzzy"})
+    assert bad.status_code == 422 and "mode" in bad.json()["message"]
 
 
 def test_server_without_an_index_starts_and_creates_one(tmp_path: Path) -> None:

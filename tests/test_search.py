@@ -26,6 +26,7 @@ CONTRACT_KEYS = {
     "passage",
     "passage_start",
     "passage_end",
+    "also_in",
 }
 
 
@@ -39,13 +40,15 @@ def test_casualty_estimates_finds_the_fatalities_and_the_injured(seeded: Sift) -
 
 def test_who_signed_the_defence_pact(seeded: Sift) -> None:
     hits = seeded.search(SearchRequest(q="who signed the defence pact", k=3)).results
-    assert any("Vladimir Putin and North Korean leader Kim Jong Un" in h.passage for h in hits)
+    assert hits[0].sentence.startswith("In June, the two countries signed a landmark defence pact")
+    assert "russia-north-korea-treaty.md" in {h.article_id for h in hits}
 
 
 def test_json_contract_and_offsets(seeded: Sift) -> None:
     response = seeded.search(SearchRequest(q="drone warfare losses", k=8))
     body = response.model_dump(mode="json")
-    assert set(body) == {"query", "k", "took_ms", "results"}
+    assert set(body) == {"query", "k", "offset", "mode", "took_ms", "results", "articles"}
+    assert (body["mode"], body["offset"], body["articles"]) == ("hybrid", 0, None)
     assert body["query"] == "drone warfare losses" and body["k"] == 8
     assert [r["rank"] for r in body["results"]] == list(range(1, len(body["results"]) + 1))
     scores = [r["score"] for r in body["results"]]

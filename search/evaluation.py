@@ -1,0 +1,150 @@
+"""The ReQA-style benchmark on SQuAD v1.1 dev, run through sift's own indexing and search.
+
+Every paragraph is an article (titled with its Wikipedia article's title), every question a
+query. A returned sentence is correct when its span in the paragraph holds the start of one
+of the question's answers. MRR@10 and R@1/5/10 per mode; the article (paragraph) level is
+scored too, for group=article against folding sentence hits to their article.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.records import Article
+from index.settings import Settings
+from search.engine import Sift
+from search.results import SearchRequest, SearchResponse
+
+DEFAULT_SQUAD = Path("../shared/eval/squad_v1.1_dev/dev-v1.1.json.gz")
+MODES = ("hybrid", "dense", "keyword")
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    article_id: str
+    answer_starts: tuple[int, ...]
+
+
+def load_squad(path: Path) -> tuple[list[Article], list[Question]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        data = json.load(handle)
+    articles, questions = [], []
+    for a, doc in enumerate(data["data"]):
+        title = doc["title"].replace("_", " ")
+        for p, paragraph in enumerate(doc["paragraphs"]):
+            article_id = f"{a}/{p}"
+            articles.append(Article(id=article_id, title=title, text=paragraph["context"]))
+            for qa in paragraph["qas"]:
+                starts = tuple(sorted({ans["answer_start"] for ans in qa["answers"]}))
+                questions.append(Question(qa["question"], article_id, starts))
+    return articles, questions
+
+
+def _first_correct(response: SearchResponse, question: Question) -> int | None:
+    for hit in response.results[:10]:
+        if hit.article_id == question.article_id and any(
+            hit.start <= s < hit.end for s in question.answer_starts
+        ):
+            return hit.rank
+    return None
+
+
+def _first_article(ranked_ids: list[str], question: Question) -> int | None:
+    for rank, article_id in enumerate(ranked_ids, 1):
+        if article_id == question.article_id:
+            return rank
+    return None
+
+
+def _scores(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks)
+    return {
+        "mrr@10": round(sum(1 / r for r in ranks if r is not None and r <= 10) / n, 4),
+        "r@1": round(sum(1 for r in ranks if r is not None and r <= 1) / n, 4),
+        "r@5": round(sum(1 for r in ranks if r is not None and r <= 5) / n, 4),
+        "r@10": round(sum(1 for r in ranks if r is not None and r <= 10) / n, 4),
+    }
+
+
+def _batches(items: list[Question], size: int) -> Iterator[list[Question]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def run_reqa(
+    squad: Path,
+    index_dir: Path,
+    settings: Settings,
+    modes: tuple[str, ...] = MODES,
+    articles_level: bool = True,
+    limit: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, object]:
+    """Index SQuAD's paragraphs into `index_dir` (reused when already there) and score each mode."""
+    say = progress or (lambda _: None)
+    articles, questions = load_squad(squad)
+    questions = questions[:limit] if limit else questions
+    engine = Sift(settings.model_copy(update={"index": index_dir, "max_k": 1000}))
+    started = time.perf_counter()
+    summary = engine.index_articles(articles)
+    index_seconds = time.perf_counter() - started
+    say(f"indexed {len(articles):,} paragraphs in {index_seconds:.0f} s")
+    stats = engine.stats()
+    report: dict[str, object] = {
+        "benchmark": "ReQA SQuAD v1.1 dev",
+        "paragraphs": stats.articles,
+        "sentences": stats.sentences,
+        "questions": len(questions),
+        "index_seconds": round(index_seconds, 1),
+        "embedded_sentences": summary.sentences,
+        "modes": {},
+    }
+    modes_report: dict[str, object] = {}
+    for mode in modes:
+        started = time.perf_counter()
+        sentence_ranks: list[int | None] = []
+        folded_ranks: list[int | None] = []
+        for batch in _batches(questions, 512):
+            # 50 deep, so that folding sentence hits to articles has enough of them; the
+            # first 10 are what k=10 returns (no per-article cap at this depth).
+            requests = [
+                SearchRequest(q=q.text, k=50, mode=mode, context=0, per_article=50, collapse=False)
+                for q in batch
+            ]
+            for question, response in zip(batch, engine.search_batch(requests), strict=True):
+                sentence_ranks.append(_first_correct(response, question))
+                folded = list(dict.fromkeys(h.article_id for h in response.results))
+                folded_ranks.append(_first_article(folded, question))
+        seconds = time.perf_counter() - started
+        entry: dict[str, object] = {
+            **_scores(sentence_ranks),
+            "seconds": round(seconds, 1),
+            "queries_per_s": round(len(questions) / seconds, 1),
+        }
+        if articles_level:
+            group_ranks: list[int | None] = []
+            for batch in _batches(questions, 512):
+                requests = [
+                    SearchRequest(
+                        q=q.text, k=10, mode=mode, context=0, per_article=1, group="article"
+                    )
+                    for q in batch
+                ]
+                for question, response in zip(batch, engine.search_batch(requests), strict=True):
+                    ids = [a.article_id for a in response.articles or []]
+                    group_ranks.append(_first_article(ids, question))
+            entry["article_level"] = {
+                "group_article": _scores(group_ranks),
+                "sentence_hits_folded": _scores(folded_ranks),
+            }
+        modes_report[mode] = entry
+        say(f"{mode}: MRR@10 {entry['mrr@10']:.4f} ({seconds:.0f} s)")
+    report["modes"] = modes_report
+    return report

@@ -1,0 +1,108 @@
+"""Ranking sentences and articles: dense (FAISS), keyword (FTS5 BM25) and their fusion.
+
+Filters narrow both candidate lists inside the index (an id selector for FAISS, a join for
+FTS5) before anything is ranked, so a filtered page is as full as the matches allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index.settings import Settings
+from search.filters import ArticleFilter
+from search.fusion import ranked, rrf
+from search.keyword import match_expression
+from search.reader import IndexReader
+
+#: How many of the best articles by their own BM25 lend their rank to their sentences.
+ARTICLE_DEPTH = 50
+
+
+@dataclass
+class Ranking:
+    """Sentence ids best first, each with its score, and the lists that fed them."""
+
+    ids: list[int]
+    scores: dict[int, float]
+    dense: list[int] = field(default_factory=list)
+    keyword: list[int] = field(default_factory=list)
+    articles: list[str] = field(default_factory=list)  # by the article's own BM25
+    exhaustive: bool = True  # False: a deeper look could find more
+
+
+def rank_sentences(
+    reader: IndexReader,
+    settings: Settings,
+    query: str,
+    vector: np.ndarray | None,
+    mode: str,
+    flt: ArticleFilter,
+    depth: int,
+) -> Ranking:
+    allowed = reader.allowed_sentences(flt) if flt else None
+    dense_ids: list[int] = []
+    dense_scores: list[float] = []
+    if mode in ("hybrid", "dense") and vector is not None:
+        if allowed is None:
+            scores, ids = reader.nearest(vector, depth)
+        else:
+            scores, ids = reader.nearest_among(vector, depth, allowed)
+        dense_ids, dense_scores = [int(i) for i in ids], [float(s) for s in scores]
+    keyword_ids: list[int] = []
+    keyword_scores: list[float] = []
+    article_ids: list[str] = []
+    match = match_expression(query) if mode in ("hybrid", "keyword") else None
+    if match is not None:
+        keyword_ids, keyword_scores = reader.keyword_sentences(
+            match, depth, settings.keyword_context_weight, flt
+        )
+        if mode == "hybrid" and settings.weight_article > 0:
+            article_ids = reader.keyword_articles(match, ARTICLE_DEPTH, flt)
+
+    if mode == "dense":
+        return Ranking(
+            dense_ids,
+            dict(zip(dense_ids, dense_scores, strict=True)),
+            dense_ids,
+            exhaustive=len(dense_ids) < depth,
+        )
+    if mode == "keyword":
+        return Ranking(
+            keyword_ids,
+            dict(zip(keyword_ids, keyword_scores, strict=True)),
+            keyword=keyword_ids,
+            exhaustive=len(keyword_ids) < depth,
+        )
+    fused = rrf(
+        [dense_ids, keyword_ids], [settings.weight_dense, settings.weight_keyword], settings.rrf_k
+    )
+    if article_ids:
+        # Article-level evidence: a sentence inherits a share of its article's BM25 rank.
+        article_rank = {a: r for r, a in enumerate(article_ids, 1)}
+        owner = reader.article_of(list(fused))
+        for sid in fused:
+            rank = article_rank.get(owner.get(sid, ""))
+            if rank is not None:
+                fused[sid] += settings.weight_article / (settings.rrf_k + rank)
+    first_seen = {sid: i for i, sid in enumerate(dict.fromkeys([*dense_ids, *keyword_ids]))}
+    # Hybrid looks at a fixed depth, so that pages of one query never disagree.
+    return Ranking(ranked(fused, first_seen), fused, dense_ids, keyword_ids, article_ids)
+
+
+def rank_articles(
+    ranking: Ranking, owner: dict[int, str], settings: Settings
+) -> list[tuple[str, float]]:
+    """Articles for "which articles are about X", best first with their scores: fused from
+    their own BM25 rank and the ranks of their best dense and best keyword sentences, not from
+    one sentence's score alone."""
+
+    def by_best_sentence(ids: list[int]) -> list[str]:
+        return list(dict.fromkeys(owner[s] for s in ids if s in owner))
+
+    lists = [by_best_sentence(ranking.dense), by_best_sentence(ranking.keyword), ranking.articles]
+    weights = [settings.weight_dense, settings.weight_keyword, 1.0]
+    fused = rrf(lists, weights, settings.rrf_k)
+    order = {a: i for i, a in enumerate(by_best_sentence(ranking.ids))}
+    return [(a, fused[a]) for a in ranked(fused, order)]
