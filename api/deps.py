@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.batcher import SearchBatcher
 from api.metrics import Metrics
 from index.settings import Settings
 from search.engine import Sift
@@ -23,6 +24,16 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
+async def get_batcher(request: Request) -> SearchBatcher:
+    """The app's search batcher, for its current engine (async: made in the event loop)."""
+    state = request.app.state
+    batcher: SearchBatcher | None = getattr(state, "batcher", None)
+    if batcher is None or batcher.engine is not state.engine:
+        batcher = state.batcher = SearchBatcher(state.engine)
+    return batcher
+
+
 EngineDep = Annotated[Sift, Depends(get_engine)]
+BatcherDep = Annotated[SearchBatcher, Depends(get_batcher)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

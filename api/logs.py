@@ -7,43 +7,22 @@ one line per request itself, with the request id and the duration in it.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from contextvars import ContextVar
-from datetime import datetime, timezone
-from typing import Any
+
+from index.logs import JsonFormatter
 
 #: The id of the request being served, for every log line written while serving it.
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-#: Attributes every LogRecord has; anything else on a record came in through `extra=`.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message, request_id and any extras."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
-                timespec="milliseconds"
-            ),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        line.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class _SiftHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 
-from api.deps import EngineDep, MetricsDep, SettingsDep
+from api.deps import BatcherDep, EngineDep, MetricsDep, SettingsDep
 from api.limits import check_batch
 from api.metrics import CONTENT_TYPE
 from api.schemas import BatchResults, BatchSearch, ErrorBody, Health, IndexResult
@@ -55,19 +55,21 @@ def stats(engine: EngineDep) -> IndexStats:
 
 
 @reads.get("/search", operation_id="search", tags=["search"])
-def search_get(
-    engine: EngineDep, metrics: MetricsDep, request: Annotated[SearchRequest, Query()]
+async def search_get(
+    batcher: BatcherDep, metrics: MetricsDep, request: Annotated[SearchRequest, Query()]
 ) -> SearchResponse:
-    """Passages that answer `q`, best first."""
+    """Passages that answer `q`, best first. Concurrent searches share one model call."""
     with metrics.timing_search():
-        return engine.search(request)
+        return await batcher.search(request)
 
 
 @reads.post("/search", operation_id="search_post", tags=["search"])
-def search_post(engine: EngineDep, metrics: MetricsDep, request: SearchRequest) -> SearchResponse:
+async def search_post(
+    batcher: BatcherDep, metrics: MetricsDep, request: SearchRequest
+) -> SearchResponse:
     """The same as GET /search, with the request as a JSON body."""
     with metrics.timing_search():
-        return engine.search(request)
+        return await batcher.search(request)
 
 
 @reads.post("/search/batch", operation_id="search_batch", tags=["search"])

@@ -49,3 +49,19 @@ def bbc_articles() -> list[dict[str, Any]]:
 def emit(result: dict[str, Any]) -> None:
     """One line of JSON on stdout: the figure, and the machine it was measured on."""
     print(json.dumps({**result, "machine": machine()}))
+
+
+def queries(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """`n` queries as (kind, text), half BBC News titles (news-like, with near matches in the
+    BBC-made indexes) and half SQuAD v1.1 dev questions (open questions, weaker matches)."""
+    import random
+
+    titles = [a["title"] for a in bbc_articles() if a.get("title")]
+    with gzip.open(need_eval("squad_v1.1_dev", "dev-v1.1.json.gz"), "rt", encoding="utf-8") as f:
+        squad = json.load(f)["data"]
+    questions = [qa["question"] for a in squad for p in a["paragraphs"] for qa in p["qas"]]
+    rng = random.Random(seed)
+    half = n // 2
+    return [("bbc_title", t) for t in rng.sample(titles, half)] + [
+        ("squad_question", q) for q in rng.sample(questions, n - half)
+    ]

@@ -49,8 +49,11 @@ def read_inputs(
         if not path.exists():
             yield Failure(str(path), "no such file or directory")
         elif path.is_dir():
+            root = path.resolve()
             for file in _walk(path):
-                if file.suffix.lower() in SUPPORTED_SUFFIXES:
+                if file.is_symlink() and not file.resolve().is_relative_to(root):
+                    yield Failure(str(file), "symbolic link leads outside the folder; skipped")
+                elif file.suffix.lower() in SUPPORTED_SUFFIXES:
                     tally.files += 1
                     yield from _read_file_safely(file, path, max_file_bytes)
                 else:

@@ -31,9 +31,25 @@ class SplitterInfo(BaseModel):
 
 
 class VectorsInfo(BaseModel):
-    type: str = Field(default="flat", description="FAISS index kind.")
+    """The vector index and the parameters that built it. The optional fields are absent from
+    manifests written before approximate indexes existed: those describe a flat index."""
+
+    type: str = Field(default="flat", description="flat (exact) or ivf (approximate).")
     metric: str = "inner_product"
     file: str | None = Field(default=None, description="The FAISS file of this generation.")
+    factory: str | None = Field(default=None, description="FAISS index_factory string.")
+    nlist: int | None = Field(default=None, description="IVF: inverted lists.")
+    nprobe: int | None = Field(default=None, description="IVF: lists searched per query.")
+    quantizer: str | None = Field(default=None, description="IVF: how vectors are coded.")
+    rescore: int | None = Field(
+        default=None, description="IVF: candidates re-scored exactly from the stored vectors."
+    )
+    trained_on: int | None = Field(default=None, description="IVF: sentences when trained.")
+    train_sample: int | None = Field(default=None, description="IVF: vectors trained on.")
+    threshold: int | None = Field(
+        default=None, description="Sentences up to which the index stays exact (flat)."
+    )
+    built: str | None = Field(default=None, description="When this index type was built.")
 
 
 class Counts(BaseModel):

@@ -1,15 +1,44 @@
-"""All of sift's configuration, in one place: `SIFT_*` environment variables."""
+"""All of sift's configuration, in one place.
+
+Where a value comes from, strongest first: the command line's flags (arguments to `Settings`),
+`SIFT_*` environment variables, a `sift.toml` file (in the current directory, or the path in
+`SIFT_CONFIG`), the defaults here. `describe()` says which of them gave each value.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_data_dir
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+CONFIG_FILE = "sift.toml"
+#: Names the environment variable that points at a config file elsewhere than ./sift.toml.
+CONFIG_ENV = "SIFT_CONFIG"
+#: Fields whose values are never shown, only whether they are set.
+SECRET_FIELDS = frozenset({"api_key"})
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the fix."""
 
 
 def default_index_dir() -> Path:
@@ -34,6 +63,12 @@ class Settings(BaseSettings):
         description="Model precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA.",
     )
     batch_size: int = Field(default=64, ge=1, le=4096, description="Sentences per model call.")
+    commit_every: int = Field(
+        default=10_000, ge=1, description="A long index run commits every this many sentences."
+    )
+    commit_seconds: float = Field(
+        default=60.0, gt=0, description="... or after this many seconds of work, if sooner."
+    )
     max_k: int = Field(default=100, ge=1, le=10_000, description="Largest k a search may ask.")
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
     max_context: int = Field(default=10, ge=0, description="Largest context a search may ask.")
@@ -54,8 +89,8 @@ class Settings(BaseSettings):
         default=0.8, gt=0, le=1, description="Word overlap at which two hits count as copies."
     )
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address `sift serve` listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `sift serve` listens on.")
 
     # -- the API server ---------------------------------------------------------------------
     api_key: str | None = Field(
@@ -72,7 +107,119 @@ class Settings(BaseSettings):
     max_article_chars: int = Field(
         default=5_000_000, ge=100, description="Longest article text accepted."
     )
-    log_format: str = Field(default="text", pattern="^(text|json)$", description="Log lines.")
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="Log lines on stderr: text, or json (one object a line).",
+    )
+
+    # -- web pages and feeds (`sift index URL`, `sift watch`) -----------------------------------
+    web_timeout: float = Field(
+        default=10.0, gt=0, le=600, description="Seconds to connect, and at most between bytes."
+    )
+    web_retries: int = Field(
+        default=3, ge=0, le=10, description="Retries of a fetch after a network error, 429 or 5xx."
+    )
+    web_backoff: float = Field(
+        default=1.0, ge=0, le=60, description="Seconds before the first retry; doubles each time."
+    )
+    web_max_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest page or feed fetched, in bytes."
+    )
+    web_delay: float = Field(
+        default=0.5, ge=0, le=60, description="Seconds between two requests to the same host."
+    )
+    web_user_agent: str | None = Field(
+        default=None,
+        description="User-Agent header; unset: sift/<version> (+https://sift.invalid/bot). "
+        "Put your own contact URL here.",
+    )
+    watch_every: float = Field(
+        default=900.0, ge=0, description="Seconds between two rounds of `sift watch`."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlSource(settings_cls, config_file()))
+
+
+def config_file() -> Path | None:
+    """The config file in force: $SIFT_CONFIG (which must exist), else ./sift.toml if present."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"no config file at {path} (from {CONFIG_ENV})")
+        return path
+    local = Path.cwd() / CONFIG_FILE
+    return local if local.is_file() else None
+
+
+class TomlSource(TomlConfigSettingsSource):
+    """A sift.toml: top-level keys named as the fields. A relative `index` is relative to the
+    file, so a project's sift.toml means the same index from any working directory."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None):
+        self.names = set(settings_cls.model_fields)
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            with file_path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file_path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {file_path}: {exc.strerror or exc}") from None
+        if unknown := sorted(set(data) - self.names):
+            raise ConfigError(
+                f"{file_path}: unknown setting {unknown[0]!r} (see `sift config` for the names)"
+            )
+        index = data.get("index")
+        if isinstance(index, str) and not Path(index).expanduser().is_absolute():
+            data["index"] = str(Path(file_path).resolve().parent / index)
+        return data
+
+
+@dataclass(frozen=True)
+class ConfigValue:
+    """One setting as in force: its value (secrets masked) and where it came from."""
+
+    name: str
+    value: Any
+    origin: str  # "default", "sift.toml" (the file's name), "env SIFT_X" or "flag"
+    description: str | None
+
+
+def describe(settings: Settings, flags: dict[str, Any] | None = None) -> list[ConfigValue]:
+    """Every setting of `settings`, which was built from `flags`, with the source that won."""
+    flags = flags or {}
+    env = EnvSettingsSource(Settings)()
+    path = config_file()
+    toml = TomlSource(Settings, path)() if path else {}
+    values = settings.model_dump(mode="json")
+    described = []
+    for name, field in Settings.model_fields.items():
+        if name in flags:
+            origin = "flag"
+        elif name in env:
+            origin = f"env SIFT_{name.upper()}"
+        elif name in toml:
+            origin = path.name if path else CONFIG_FILE
+        else:
+            origin = "default"
+        value = values[name]
+        if name in SECRET_FIELDS and value is not None:
+            value = "********"
+        described.append(ConfigValue(name, value, origin, field.description))
+    return described
 
 
 @lru_cache(maxsize=1)

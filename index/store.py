@@ -3,7 +3,8 @@
 Layout of an index directory:
     manifest.json           what the index is (model, dimension, splitter, counts, times)
     sift.db                 SQLite: meta, articles, sentences (with their vectors as float32 blobs)
-    vectors.<gen>.faiss     FAISS IndexIDMap2 over inner product; ids are sentence ids
+    vectors.<gen>.faiss     FAISS index over inner product, ids are sentence ids: exact or
+                            IVF by size, as manifest.vectors says (index/vectors.py)
     write.lock              held by the one process writing
 
 A commit is one SQLite transaction, which bumps the generation. The FAISS file of that generation
@@ -19,9 +20,10 @@ import sqlite3
 from pathlib import Path
 
 import faiss
-import numpy as np
+from filelock import FileLock, Timeout
 
-from index.manifest import DATABASE_FILE, Manifest, vectors_file
+from index.manifest import DATABASE_FILE, LOCK_FILE, Manifest, VectorsInfo, vectors_file
+from index.vectors import build, new_flat, single_threaded
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -116,42 +118,60 @@ def read_manifest(conn: sqlite3.Connection) -> Manifest | None:
 
 
 def new_vector_index(dimension: int) -> faiss.Index:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+    return new_flat(dimension)
 
 
 def load_vectors(directory: Path, manifest: Manifest, conn: sqlite3.Connection) -> faiss.Index:
-    """The FAISS index of the manifest's generation; rebuilt from the database when its file is
-    missing or disagrees with the rows (a crash between commit and file write)."""
+    """The FAISS index of the manifest's generation; rebuilt from the database, as the manifest
+    describes it, when its file is missing or disagrees with the rows (a crash between commit
+    and file write)."""
+    single_threaded()  # the writer adds to these vectors in this thread
     path = directory / vectors_file(manifest.generation)
     if path.exists():
         index = faiss.read_index(str(path))
         if index.ntotal == manifest.counts.sentences and index.d == manifest.model.dimension:
             return index
-    return rebuild_vectors(conn, manifest.model.dimension)
+    return rebuild_vectors(conn, manifest.model.dimension, manifest.vectors)
 
 
-def rebuild_vectors(conn: sqlite3.Connection, dimension: int) -> faiss.Index:
-    index = new_vector_index(dimension)
-    cursor = conn.execute("SELECT id, vector FROM sentences ORDER BY id")
-    while rows := cursor.fetchmany(50_000):
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-        index.add_with_ids(vectors.reshape(len(rows), dimension), ids)
-    return index
+def rebuild_vectors(
+    conn: sqlite3.Connection, dimension: int, info: VectorsInfo | None = None
+) -> faiss.Index:
+    """The vectors of every stored sentence, in an index of the kind `info` says (exact when
+    not given)."""
+    return build(conn, dimension, info or VectorsInfo())
 
 
-def save_vectors(directory: Path, index: faiss.Index, generation: int) -> str:
-    """Write the FAISS file of `generation` atomically and drop the files of older generations."""
+def save_vectors(directory: Path, index: faiss.Index, generation: int, prune: bool = True) -> str:
+    """Write the FAISS file of `generation` atomically; with `prune`, drop every other one."""
     name = vectors_file(generation)
     tmp = directory / f".{name}.{os.getpid()}.tmp"
     faiss.write_index(index, str(tmp))
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, directory / name)
-    for old in directory.glob("vectors.*.faiss"):
-        if old.name != name:
-            old.unlink(missing_ok=True)
+    if prune:
+        prune_vectors(directory, generation)
     return name
+
+
+def prune_vectors(directory: Path, keep: int) -> None:
+    """Drop the vectors files of every generation but `keep` (older ones, or a newer one that a
+    writer wrote before a commit that never happened)."""
+    for old in directory.glob("vectors.*.faiss"):
+        if old.name != vectors_file(keep):
+            old.unlink(missing_ok=True)
+
+
+def writer_busy(directory: Path) -> bool:
+    """True while some process holds the index's write lock."""
+    lock = FileLock(str(directory / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 def metadata_of(raw: str | None) -> dict[str, object]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from filelock import FileLock, Timeout
 
 from index.embed import Embedder
 from index.manifest import (
+    DATABASE_FILE,
     LOCK_FILE,
     MANIFEST_FILE,
     Counts,
@@ -23,8 +26,10 @@ from index.manifest import (
     SplitterInfo,
     manifest_json,
     now_iso,
+    vectors_file,
     write_json_atomically,
 )
+from index.optimize import maybe_optimize
 from index.records import Article, Failure, Sentence
 from index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
 from index.store import (
@@ -32,13 +37,14 @@ from index.store import (
     StoreError,
     connect,
     load_vectors,
-    new_vector_index,
+    prune_vectors,
     read_manifest,
+    rebuild_vectors,
     save_vectors,
 )
 
 #: Sentences embedded per model call batch group; bounds memory on a large run.
-EMBED_CHUNK = 2048
+EMBED_CHUNK = 4096
 
 
 class ModelMismatch(StoreError):
@@ -120,9 +126,20 @@ class IndexWriter:
     """The one writer of an index directory. Use as a context manager; `commit()` makes a run
     durable, and leaving without it (an error, Ctrl-C) leaves the index as it was."""
 
-    def __init__(self, directory: Path, embedder: Embedder):
+    def __init__(
+        self,
+        directory: Path,
+        embedder: Embedder,
+        commit_every: int = 10_000,
+        commit_seconds: float = 60.0,
+    ):
+        """`commit_every` sentences or `commit_seconds` of work make a batch: a long run commits
+        batch by batch, so a crash loses at most the batch in flight and a rerun goes on from
+        there (committed articles are unchanged and skipped). A smaller run is all or nothing."""
         self.directory = directory
         self.embedder = embedder
+        self.commit_every = commit_every
+        self.commit_seconds = commit_seconds
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(directory / LOCK_FILE))
         try:
@@ -138,23 +155,21 @@ class IndexWriter:
             raise
 
     def _open(self) -> None:
-        self.conn = connect(self.directory, create=True)
-        self.conn.executescript(SCHEMA)
+        if not (self.directory / DATABASE_FILE).exists():
+            self._create()
+        self.conn = connect(self.directory)
+        self.conn.executescript(SCHEMA)  # IF NOT EXISTS: brings older layouts up to date
         manifest = read_manifest(self.conn)
         if manifest is None:
-            manifest = Manifest(
-                model=ModelInfo(
-                    name=self.embedder.name,
-                    fingerprint=self.embedder.fingerprint,
-                    dimension=self.embedder.dimension,
-                ),
-                splitter=SplitterInfo(name=SPLITTER_NAME, version=SPLITTER_VERSION),
-            )
-            self.vectors: faiss.Index = new_vector_index(manifest.model.dimension)
-        else:
-            check_model(manifest, self.embedder, self.directory)
-            self.vectors = load_vectors(self.directory, manifest, self.conn)
+            raise StoreError(f"{self.directory / DATABASE_FILE} holds no manifest")
+        check_model(manifest, self.embedder, self.directory)
+        self.vectors: faiss.Index = load_vectors(self.directory, manifest, self.conn)
+        self._heal_files(manifest)
         self.manifest = manifest
+        self._dirty = False
+        self._vectors_touched = False
+        self._batch_sentences = 0
+        self._batch_started = time.perf_counter()
         self._in_transaction = False
         self._pending: dict[str, _Pending] = {}
         self._pending_texts: set[str] = set()
@@ -163,6 +178,45 @@ class IndexWriter:
         self._add_vectors: list[np.ndarray] = []
         self._next_id = self._max_sentence_id() + 1
         self.summary = IndexSummary()
+
+    def _create(self) -> None:
+        """A new index, committed empty: made under a temporary name and renamed into place, so
+        there is never a database without its manifest, whenever a run is killed."""
+        manifest = Manifest(
+            model=ModelInfo(
+                name=self.embedder.name,
+                fingerprint=self.embedder.fingerprint,
+                dimension=self.embedder.dimension,
+            ),
+            splitter=SplitterInfo(name=SPLITTER_NAME, version=SPLITTER_VERSION),
+        )
+        manifest.vectors.file = vectors_file(0)
+        tmp = self.directory / f".{DATABASE_FILE}.{os.getpid()}.new"
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.executescript(SCHEMA)
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('manifest', ?)",
+                (manifest.model_dump_json(),),
+            )
+        finally:
+            conn.close()
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.directory / DATABASE_FILE)
+
+    def _heal_files(self, manifest: Manifest) -> None:
+        """After a crash between a commit and its files: write what the commit left unwritten
+        (the database is the truth), and drop half-written temporary files."""
+        for stale in self.directory.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        if not (self.directory / vectors_file(manifest.generation)).exists():
+            save_vectors(self.directory, self.vectors, manifest.generation)
+        prune_vectors(self.directory, manifest.generation)
+        written = self.directory / MANIFEST_FILE
+        if not written.exists() or written.read_text(encoding="utf-8") != manifest_json(manifest):
+            write_json_atomically(written, manifest_json(manifest))
 
     def _max_sentence_id(self) -> int:
         row = self.conn.execute("SELECT max(id) FROM sentences").fetchone()
@@ -194,13 +248,21 @@ class IndexWriter:
                 self.summary.failed.append(item)
             else:
                 self._stage(item.with_default_id())
-            if sum(len(p.sentences) for p in self._pending.values()) >= EMBED_CHUNK:
+            staged = sum(len(p.sentences) for p in self._pending.values())
+            if staged >= min(EMBED_CHUNK, self.commit_every):
                 self._flush(on_embedded)
+                if self._batch_due():
+                    self.commit()
+                    self._begin()
             if on_article is not None:
                 on_article(item.where if isinstance(item, Failure) else str(item.id))
         self._flush(on_embedded)
         self.summary.seconds += time.perf_counter() - started
         return self.summary
+
+    def _batch_due(self) -> bool:
+        elapsed = time.perf_counter() - self._batch_started
+        return self._batch_sentences >= self.commit_every or elapsed >= self.commit_seconds
 
     def _stage(self, article: Article) -> None:
         assert article.id is not None
@@ -224,6 +286,7 @@ class IndexWriter:
             if replaced:
                 self._retire(article.id)
             self._upsert_article(article, content_hash, text_hash, duplicate_of=original[0])
+            self._dirty = True
             (self.summary.updated if replaced else self.summary.added).append(article.id)
             return
         sentences = split_sentences(article.text)
@@ -271,6 +334,8 @@ class IndexWriter:
         self._add_ids.append(ids)
         self._add_vectors.append(vectors)
         self.summary.sentences += len(texts)
+        self._batch_sentences += len(texts)
+        self._dirty = True
 
     def _upsert_article(
         self, art: Article, content_hash: str, text_hash: str, duplicate_of: str | None = None
@@ -355,21 +420,119 @@ class IndexWriter:
                 continue
             self._retire(article_id)
             self.conn.execute("DELETE FROM articles WHERE id = ?", (article_id,))
+            self._dirty = True
             self.summary.removed.append(article_id)
         return self.summary
 
-    # -- committing -----------------------------------------------------------------------------
+    # -- repairing (sift check --repair) --------------------------------------------------------
 
-    @property
-    def changed(self) -> bool:
-        s = self.summary
-        return bool(s.added or s.updated or s.removed)
+    def articles_needing_resplit(self) -> list[str]:
+        """Articles whose stored sentences disagree with their text, or have none."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT s.article_id FROM sentences s JOIN articles a ON a.id = s.article_id "
+            'WHERE substr(a.text, s.start + 1, s."end" - s.start) != s.text '
+            "OR length(s.vector) != ? "
+            "UNION SELECT article_id FROM sentences GROUP BY article_id "
+            "HAVING min(position) != 0 OR max(position) != count(*) - 1 "
+            "UNION SELECT a.id FROM articles a WHERE a.duplicate_of IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM sentences s WHERE s.article_id = a.id)",
+            (self.manifest.model.dimension * 4,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def reembed(self, article_ids: list[str]) -> None:
+        """Split and embed these articles again from their stored text."""
+        self._begin()
+        for article_id in article_ids:
+            row = self.conn.execute(
+                "SELECT id, title, text, url, source, published, metadata FROM articles "
+                "WHERE id = ?",
+                (article_id,),
+            ).fetchone()
+            if row is None or not row[2].strip():
+                continue
+            article = Article(
+                id=row[0],
+                title=row[1],
+                text=row[2],
+                url=row[3],
+                source=row[4],
+                published=row[5],
+                metadata=json.loads(row[6] or "{}"),
+            )
+            # Its copies keep pointing to it: only its own sentences are made anew.
+            self._drop_sentences(article_id)
+            self._pending[article_id] = _Pending(
+                article,
+                article.content_hash(),
+                _text_hash(article.text),
+                split_sentences(article.text),
+                replaced=False,
+            )
+        self._flush(None)
+        self.summary.added.clear()
+
+    def drop_orphans(self) -> int:
+        self._begin()
+        orphans = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT s.id FROM sentences s LEFT JOIN articles a ON a.id = s.article_id "
+                "WHERE a.id IS NULL"
+            )
+        ]
+        for sid in orphans:
+            self.conn.execute("DELETE FROM sentences_fts WHERE rowid = ?", (sid,))
+            self.conn.execute("DELETE FROM sentences WHERE id = ?", (sid,))
+        self._remove_ids.append(np.array(orphans, dtype=np.int64))
+        self._dirty = True
+        return len(orphans)
+
+    def rebuild_keyword_index(self) -> None:
+        """Both keyword indexes anew, from the sentence and article rows."""
+        self._begin()
+        self.conn.execute("DELETE FROM sentences_fts")
+        rows = self.conn.execute(
+            'SELECT s.id, s.article_id, s.position, s.start, s."end", s.text, a.title '
+            "FROM sentences s JOIN articles a ON a.id = s.article_id "
+            "ORDER BY s.article_id, s.position"
+        ).fetchall()
+        by_article: dict[str, list[tuple[int, Sentence, str | None]]] = {}
+        for sid, article_id, position, start, end, text, title in rows:
+            by_article.setdefault(article_id, []).append(
+                (sid, Sentence(position, start, end, text), title)
+            )
+        for group in by_article.values():
+            sentences = [s for _, s, _ in group]
+            self.conn.executemany(
+                "INSERT INTO sentences_fts (rowid, text, context) VALUES (?, ?, ?)",
+                [
+                    (sid, s.text, keyword_context(title, sentences, i))
+                    for i, (sid, s, title) in enumerate(group)
+                ],
+            )
+        self.conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')")
+        self._dirty = True
+
+    def rebuild_vectors(self) -> None:
+        self._begin()
+        self.vectors = rebuild_vectors(self.conn, self.manifest.model.dimension)
+        self._vectors_touched = True
+        self._dirty = True
+
+    def force_commit(self) -> None:
+        """Commit even when no row changed: rewrites counts, manifest and vectors file."""
+        self._begin()
+        self._dirty = True
+        self.commit()
+
+    # -- committing -----------------------------------------------------------------------------
 
     def commit(self) -> IndexSummary:
         """Make everything staged durable at once, then write the vectors and manifest files."""
         if not self._in_transaction:
             return self.summary
-        if not self.changed and self.manifest.generation > 0:
+        if not self._dirty:
             self.rollback()
             return self.summary
         self._apply_to_vectors()
@@ -392,14 +555,26 @@ class IndexWriter:
             "('next_sentence_id', ?)",
             (manifest.model_dump_json(), str(self._next_id)),
         )
+        # The vectors file of the new generation is written before the commit that names it,
+        # so a committed generation always has its file; a crash before the commit leaves a
+        # file of a generation that never was, which the next writer drops.
+        save_vectors(self.directory, self.vectors, manifest.generation, prune=False)
         self.conn.execute("COMMIT")
         self._in_transaction = False
         self.manifest = manifest
-        save_vectors(self.directory, self.vectors, manifest.generation)
+        self._dirty = False
+        self._vectors_touched = False
+        self._batch_sentences = 0
+        self._batch_started = time.perf_counter()
+        prune_vectors(self.directory, manifest.generation)
         write_json_atomically(self.directory / MANIFEST_FILE, manifest_json(manifest))
+        self.manifest, self.vectors = maybe_optimize(
+            self.directory, self.conn, manifest, self.vectors
+        )
         return self.summary
 
     def _apply_to_vectors(self) -> None:
+        self._vectors_touched = True
         if self._remove_ids:
             self.vectors.remove_ids(np.concatenate(self._remove_ids))
         if self._add_ids:
@@ -410,12 +585,10 @@ class IndexWriter:
         if self._in_transaction:
             self.conn.execute("ROLLBACK")
             self._in_transaction = False
-            # The in-memory vectors may hold staged changes: reload the committed ones.
-            self.vectors = (
-                load_vectors(self.directory, self.manifest, self.conn)
-                if self.manifest.generation
-                else new_vector_index(self.manifest.model.dimension)
-            )
+            if self._vectors_touched:  # a commit failed half-way: reload the committed vectors
+                self.vectors = load_vectors(self.directory, self.manifest, self.conn)
+        self._vectors_touched = False
+        self._dirty = False
         self._remove_ids, self._add_ids, self._add_vectors = [], [], []
         self._pending.clear()
         self._pending_texts.clear()

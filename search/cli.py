@@ -6,36 +6,46 @@ Exit codes: 0 ok; 1 some inputs failed (the rest was indexed) or an id was not f
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import os
-import re
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from itertools import chain
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.padding import Padding
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from index.embed import ModelError
-from index.ingest import IngestTally
-from index.settings import Settings
+from index.ingest import IngestTally, read_inputs
+from index.logs import JsonFormatter
+from index.records import Article, Failure
+from index.settings import ConfigError, Settings, config_file, describe
 from index.store import StoreError
-from index.writer import IndexSummary
+from index.writer import IndexSummary, WriterBusy
 from search.engine import InvalidRequest, Sift
-from search.results import Hit, SearchRequest, SearchResponse
+from search.output import CSV_COLUMNS, FORMATS, csv_rows, print_json, print_stats, write_response
+from search.results import SearchRequest
+
+if TYPE_CHECKING:
+    from index.feeds import LiveSources
 
 app = typer.Typer(
     name="sift",
-    help="Semantic passage search over news articles.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -52,6 +62,43 @@ ModelOpt = Annotated[
     typer.Option("--model", "-m", help="Embedding model path or name [env SIFT_MODEL]."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="Log lines on stderr: text (warnings) or json (one object a line, info and up) "
+        "[env SIFT_LOG_FORMAT].",
+        show_default=False,
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+try:
+    VERSION = version("sift-search")
+except PackageNotFoundError:  # pragma: no cover - a bare checkout
+    VERSION = "0+unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"sift {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Semantic passage search over news articles.
+
+    Settings come from flags, then SIFT_* environment variables, then ./sift.toml (or the file
+    in SIFT_CONFIG), then defaults: `sift config` shows them and where each came from.
+    """
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -59,16 +106,25 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _settings(index: Path | None, model: str | None = None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if index is not None:
-        overrides["index"] = index
-    if model is not None:
-        overrides["model"] = model
+def _flags(**values: Any) -> dict[str, Any]:
+    """The settings given on the command line: those not left out."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _settings(
+    index: Path | None = None, model: str | None = None, *, logs: bool = True, **more: Any
+) -> Settings:
+    """The settings with the flags given; and sift's log lines set up as they say (unless the
+    command hands logging to someone else: the server configures its own)."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**_flags(index=index, model=model, **more))
     except ValidationError as exc:
         fail(f"bad configuration: {_first_error(exc)}")
+    except ConfigError as exc:
+        fail(f"bad configuration: {exc}")
+    if logs:
+        _configure_logging(settings.log_format)
+    return settings
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -76,6 +132,32 @@ def _first_error(exc: ValidationError) -> str:
     loc = ".".join(str(p) for p in first["loc"])
     msg = str(first["msg"]).removeprefix("Value error, ")
     return f"{loc}: {msg}" if loc else msg
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a line is logged (a test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def _configure_logging(log_format: str) -> None:
+    """sift's loggers on stderr: warnings as text, or everything from info up as JSON lines."""
+    handler = _StderrHandler()
+    json_lines = log_format == "json"
+    handler.setFormatter(
+        JsonFormatter() if json_lines else logging.Formatter("%(levelname)s: %(message)s")
+    )
+    logger = logging.getLogger("sift")
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if json_lines else logging.WARNING)
+    logger.propagate = False
 
 
 @contextmanager
@@ -88,34 +170,152 @@ def _errors_to_exit() -> Iterator[None]:
     except ValidationError as exc:
         fail(_first_error(exc))
     except KeyboardInterrupt:
-        fail("interrupted; the index is as it was before this run", 130)
+        fail("interrupted; committed batches are kept and a rerun goes on from there", 130)
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+# -- index, watch ---------------------------------------------------------------------------
 
 
-# -- index ----------------------------------------------------------------------------------
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _live_sources(settings: Settings) -> LiveSources:
+    try:
+        from index.feeds import LiveSources
+        from index.web import FetchPolicy
+    except ImportError as exc:
+        fail(str(exc))
+    return LiveSources(Path(settings.index).expanduser(), FetchPolicy.from_settings(settings))
 
 
 @app.command("index")
 def index_cmd(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders of articles.")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files or folders of articles, URLs of web pages, or URLs of RSS/Atom feeds "
+            "(a feed's entries are fetched once: a rerun takes only new ones).",
+            show_default=False,
+        ),
+    ],
     index: IndexOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
-    """Index articles (txt, md, html, json, jsonl, csv); re-indexing skips unchanged ones."""
-    settings = _settings(index, model)
+    """Index files and folders (txt, md, html, json, jsonl, csv), web pages and feeds."""
+    settings = _settings(index, model, log_format=log_format)
     engine = Sift(settings)
     tally = IngestTally()
+    urls = [s for s in sources if _is_url(s)]
+    paths = [Path(s) for s in sources if not _is_url(s)]
+    live = _live_sources(settings) if urls else None
     show_progress = not (quiet or as_json) and err.is_terminal
     with _errors_to_exit(), _progress(show_progress) as (on_article, on_embedded):
-        summary = engine.index_paths(paths, on_article, on_embedded, tally)
-    _report_index(summary, settings, tally, as_json)
+        if live is None:
+            summary = engine.index_paths(paths, on_article, on_embedded, tally)
+        else:
+            items = chain(read_inputs(paths, tally), live.read(urls))
+            summary = engine.index_articles(_counted(items, on_article))
+    if live is not None:
+        live.remember(summary)
+    _report_index(summary, settings, tally, as_json, live)
     if summary.failed:
         raise typer.Exit(2 if not (summary.added or summary.updated or summary.unchanged) else 1)
+
+
+def _counted(
+    items: Iterable[Article | Failure], on_article: Callable[[str], None] | None
+) -> Iterator[Article | Failure]:
+    for item in items:
+        if on_article is not None:
+            on_article(item.where if isinstance(item, Failure) else str(item.id))
+        yield item
+
+
+@app.command("watch")
+def watch_cmd(
+    feeds: Annotated[
+        list[str], typer.Argument(help="URLs of feeds (or pages) to poll.", show_default=False)
+    ],
+    every: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds from the start of one round to the next [env SIFT_WATCH_EVERY]."
+        ),
+    ] = None,
+    max_rounds: Annotated[
+        int | None, typer.Option("--max-rounds", min=1, help="Stop after this many rounds.")
+    ] = None,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A JSON line per round on stdout.")
+    ] = False,
+    log_format: LogFormatOpt = None,
+) -> None:
+    """Poll feeds and index their new entries, round after round, until Ctrl-C."""
+    if bad := [f for f in feeds if not _is_url(f)]:
+        fail(f"not an http(s) URL: {bad[0]}")
+    settings = _settings(index, model, log_format=log_format, watch_every=every)
+    engine = Sift(settings)
+    live = _live_sources(settings)
+    done = 0
+    stop_on_term = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: Ctrl-C
+    try:
+        while True:
+            started = time.monotonic()
+            _watch_round(engine, live, feeds, done + 1, settings, as_json)
+            done += 1
+            if max_rounds is not None and done >= max_rounds:
+                break
+            time.sleep(max(started + settings.watch_every - time.monotonic(), 0.0))
+    except KeyboardInterrupt:
+        # A round cut short keeps what it committed; its entries are fetched again next time.
+        err.print(f"[dim]stopped after {done} complete round{'s' if done != 1 else ''}[/]")
+        raise typer.Exit(0) from None
+    finally:
+        signal.signal(signal.SIGTERM, stop_on_term)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _watch_round(
+    engine: Sift,
+    live: LiveSources,
+    feeds: list[str],
+    number: int,
+    settings: Settings,
+    as_json: bool,
+) -> None:
+    """One poll of every feed: one commit, then the new entries remembered."""
+    now = datetime.now().astimezone()
+    when = now.isoformat(timespec="seconds")
+    try:
+        summary = engine.index_articles(live.read(feeds))
+    except WriterBusy as exc:  # someone else is writing: try again next round
+        err.print(f"[yellow]round {number}:[/] {escape(str(exc))}", soft_wrap=True)
+        return
+    except (StoreError, ModelError) as exc:
+        fail(str(exc))
+    live.remember(summary)
+    if as_json:
+        line = {"round": number, "at": when, **_index_report(summary, settings, None, live)}
+        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    for failure in summary.failed:
+        err.print(f"[red]failed[/] {escape(str(failure))}", soft_wrap=True)
+    counts = summary.counts()
+    seen = sum(f.seen for f in live.feeds)
+    out.print(
+        f"round {number}, {now:%H:%M:%S}: {counts['added']} added, {counts['updated']} updated, "
+        f"{counts['failed']} failed, {seen} seen before"
+    )
 
 
 @contextmanager
@@ -148,26 +348,46 @@ def _progress(
         yield on_article, on_embedded
 
 
+def _index_report(
+    summary: IndexSummary, settings: Settings, tally: IngestTally | None, live: LiveSources | None
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "index": str(settings.index),
+        **{k: getattr(summary, k) for k in ("added", "updated", "unchanged", "removed")},
+        "failed": [{"where": f.where, "reason": f.reason} for f in summary.failed],
+        "counts": summary.counts(),
+        "seconds": round(summary.seconds, 3),
+    }
+    if tally is not None:
+        report["skipped_files"] = tally.skipped
+    if live is not None:
+        report["feeds"] = [
+            {"url": f.url, "entries": f.entries, "new": f.new, "seen": f.seen} for f in live.feeds
+        ]
+    return report
+
+
 def _report_index(
-    summary: IndexSummary, settings: Settings, tally: IngestTally, as_json: bool
+    summary: IndexSummary,
+    settings: Settings,
+    tally: IngestTally,
+    as_json: bool,
+    live: LiveSources | None = None,
 ) -> None:
-    counts = summary.counts()
     if as_json:
-        _print_json(
-            {
-                "index": str(settings.index),
-                **{k: getattr(summary, k) for k in ("added", "updated", "unchanged", "removed")},
-                "failed": [{"where": f.where, "reason": f.reason} for f in summary.failed],
-                "skipped_files": tally.skipped,
-                "counts": counts,
-                "seconds": round(summary.seconds, 3),
-            }
-        )
+        print_json(_index_report(summary, settings, tally, live))
         return
+    counts = summary.counts()
     for failure in summary.failed:
         err.print(f"[red]failed[/] {escape(str(failure))}", soft_wrap=True)
     if tally.skipped:
         err.print(f"[dim]skipped {len(tally.skipped)} files of unsupported types[/]")
+    for feed in live.feeds if live is not None else []:
+        err.print(
+            f"[dim]feed {escape(feed.url)}: {feed.entries} entries, {feed.new} new, "
+            f"{feed.seen} seen before[/]",
+            soft_wrap=True,
+        )
     rate = summary.sentences / summary.seconds if summary.seconds else 0.0
     out.print(
         f"{counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged, "
@@ -215,16 +435,31 @@ def search_cmd(
         Path | None,
         typer.Option(
             "--queries",
-            help="File of queries, one a line, or JSONL with id and query: one JSON line each.",
+            help="File of queries, one a line, or JSONL with id and query: one JSON line each "
+            "(or CSV rows with --format csv).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="cards (default), table, json, jsonl (a result a line) or csv.",
+            show_default=False,
         ),
     ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
     """Search the index and print the best passages with their articles."""
     if (query is None) == (queries is None):
         fail("give a QUERY or --queries FILE (one of them)")
+    if as_json and fmt not in (None, "json"):
+        fail(f"--json and --format {fmt} disagree: give one")
+    fmt = "json" if as_json else fmt
+    if fmt is not None and fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
     options = {
         "k": k,
         "offset": offset,
@@ -241,18 +476,17 @@ def search_cmd(
     }
     engine = Sift(_settings(index, model))
     if queries is not None:
-        _search_file(engine, queries, options)
+        if fmt not in (None, "json", "jsonl", "csv"):
+            fail(f"--queries writes jsonl or csv, not {fmt}")
+        _search_file(engine, queries, options, fmt or "jsonl")
         return
     with _errors_to_exit():
         response = engine.search(SearchRequest(q=query, **options))
-    if as_json:
-        _print_json(response.model_dump(mode="json"))
-    else:
-        _print_results(response)
+    write_response(response, fmt or "cards", out)
 
 
-def _search_file(engine: Sift, path: Path, options: dict[str, Any]) -> None:
-    """One JSON line per query, in order, from one model call for the whole file."""
+def _search_file(engine: Sift, path: Path, options: dict[str, Any], fmt: str) -> None:
+    """One JSON line per query (or CSV rows), in order, from one model call for the whole file."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -274,70 +508,16 @@ def _search_file(engine: Sift, path: Path, options: dict[str, Any]) -> None:
     with _errors_to_exit():
         requests = [SearchRequest(q=q, **options) for _, q in labelled]
         responses = engine.search_batch(requests)
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(("query_id", "query", *CSV_COLUMNS))
+        for (label, q), response in zip(labelled, responses, strict=True):
+            writer.writerows([label or "", q, *row] for row in csv_rows(response))
+        return
     for (label, _), response in zip(labelled, responses, strict=True):
         body = response.model_dump(mode="json")
         sys.stdout.write(json.dumps({"id": label, **body} if label else body, ensure_ascii=False))
         sys.stdout.write("\n")
-
-
-def _print_results(response: SearchResponse) -> None:
-    if response.articles is not None:
-        _print_articles(response)
-        return
-    if not response.results:
-        out.print(f"No passages match {response.query!r} (the index may be empty).")
-        return
-    for hit in response.results:
-        head = Text()
-        head.append(f"{hit.rank:>2}. ", style="bold")
-        head.append(f"{hit.score:.3f}  ", style="green")
-        head.append(_clip(hit.title or hit.article_id, 64), style="bold cyan")
-        out.print(head)
-        details = [hit.article_id, hit.source, hit.published, hit.url]
-        out.print(Padding(Text(" · ".join(d for d in details if d), style="dim"), (0, 0, 0, 4)))
-        out.print(Padding(_highlighted(hit), (0, 0, 0, 4)))
-        if hit.also_in:
-            also = Text(f"also in: {', '.join(hit.also_in)}", style="dim italic")
-            out.print(Padding(also, (0, 0, 0, 4)))
-        out.print()
-    out.print(Text(f"{len(response.results)} passages in {response.took_ms:.0f} ms", style="dim"))
-
-
-def _print_articles(response: SearchResponse) -> None:
-    if not response.articles:
-        out.print(f"No articles match {response.query!r}.")
-        return
-    for article in response.articles:
-        head = Text()
-        head.append(f"{article.rank:>2}. ", style="bold")
-        head.append(f"{article.score:.3f}  ", style="green")
-        head.append(_clip(article.title or article.article_id, 64), style="bold cyan")
-        out.print(head)
-        details = [article.article_id, article.source, article.published, article.url]
-        out.print(Padding(Text(" · ".join(d for d in details if d), style="dim"), (0, 0, 0, 4)))
-        for hit in article.passages:
-            out.print(Padding(_highlighted(hit), (0, 0, 0, 4)))
-        out.print()
-    out.print(Text(f"{len(response.articles)} articles in {response.took_ms:.0f} ms", style="dim"))
-
-
-def _highlighted(hit: Hit) -> Text:
-    body = Text()
-    rel_start = hit.start - hit.passage_start
-    rel_end = hit.end - hit.passage_start
-    body.append(_one_line(hit.passage[:rel_start]).lstrip())
-    body.append(_one_line(hit.passage[rel_start:rel_end]), style="bold yellow")
-    body.append(_one_line(hit.passage[rel_end:]).rstrip())
-    return body
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
-
-
-def _clip(text: str, width: int) -> str:
-    text = _one_line(text).strip()
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # -- show, remove, stats --------------------------------------------------------------------
@@ -356,7 +536,7 @@ def show_cmd(
     if article is None:
         fail(f"no article with id {article_id!r}", 1)
     if as_json:
-        _print_json(article.model_dump(mode="json"))
+        print_json(article.model_dump(mode="json"))
         return
     out.print(Text(article.title or article.id, style="bold cyan"))
     for key in ("id", "source", "published", "url"):
@@ -382,7 +562,7 @@ def remove_cmd(
         engine.reader  # noqa: B018  (fails clearly when there is no index)
         summary = engine.remove(article_ids)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "removed": summary.removed,
                 "failed": [{"where": f.where, "reason": f.reason} for f in summary.failed],
@@ -398,74 +578,61 @@ def remove_cmd(
 
 @app.command("stats")
 def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
-    """Counts, size, model and last update of the index."""
-    engine = Sift(_settings(index))
+    """Counts, size on disk, model and last update of the index (and the feeds it follows)."""
+    settings = _settings(index)
+    engine = Sift(settings)
     with _errors_to_exit():
         stats = engine.stats()
+    feeds = _feed_counts(Path(settings.index).expanduser())
     if as_json:
-        _print_json(stats.model_dump(mode="json"))
+        print_json({**stats.model_dump(mode="json"), "feeds": feeds})
         return
-    for key, value in stats.model_dump().items():
-        shown = f"{value:,}" if isinstance(value, int) and key != "format_version" else value
-        out.print(f"[bold]{key:>18}[/]  {escape(str(shown))}")
+    print_stats(stats, feeds, out)
 
 
-# -- eval -----------------------------------------------------------------------------------
+def _feed_counts(directory: Path) -> dict[str, int]:
+    try:
+        from index.feeds import SeenEntries
+    except ImportError:  # no web extra: no feeds either
+        return {}
+    return SeenEntries(directory).counts()
 
 
-@app.command("eval")
-def eval_cmd(
-    squad: Annotated[Path, typer.Option(help="SQuAD v1.1 dev JSON (.json or .json.gz).")] = Path(
-        "../shared/eval/squad_v1.1_dev/dev-v1.1.json.gz"
-    ),
-    index: Annotated[
-        Path | None,
-        typer.Option("--index", "-i", help="Where to build the eval index (kept and reused)."),
-    ] = None,
-    mode: Annotated[
-        list[str] | None, typer.Option("--mode", help="Modes to score (default: all three).")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
-    articles: Annotated[
-        bool, typer.Option("--articles/--no-articles", help="Also score article ranking.")
-    ] = True,
+# -- config ---------------------------------------------------------------------------------
+
+
+@app.command("config")
+def config_cmd(
+    index: IndexOpt = None,
+    model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score ranking quality on SQuAD (ReQA protocol): MRR@10, R@1/5/10 for each mode."""
-    import tempfile
-
-    from search.evaluation import MODES, run_reqa
-
-    if not squad.exists():
-        fail(f"no SQuAD file at {squad} (the evaluation data lives in ../shared/eval)")
-    modes = tuple(mode or MODES)
-    if bad := [m for m in modes if m not in MODES]:
-        fail(f"unknown mode {bad[0]!r}: use {', '.join(MODES)}")
-    settings = _settings(None)
-    with tempfile.TemporaryDirectory(prefix="sift-eval-") as tmp, _errors_to_exit():
-        where = index or Path(tmp) / "index"
-        say = (lambda line: err.print(f"[dim]{escape(line)}[/]")) if not as_json else None
-        report = run_reqa(squad, where, settings, modes, articles, limit, say)
+    """Print the effective configuration and where each value came from."""
+    flags = _flags(index=index, model=model)
+    settings = _settings(**flags)
+    rows = describe(settings, flags)
+    path = config_file()
     if as_json:
-        _print_json(report)
-        return
-    table = Table(
-        title=f"ReQA SQuAD v1.1 dev: {report['questions']:,} questions, "
-        f"{report['sentences']:,} sentences"
-    )
-    for column in ("mode", "MRR@10", "R@1", "R@5", "R@10", "articles MRR@10", "queries/s"):
-        table.add_column(column, justify="right" if column != "mode" else "left")
-    for name, entry in report["modes"].items():  # type: ignore[attr-defined]
-        level = entry.get("article_level", {}).get("group_article", {})
-        table.add_row(
-            name,
-            f"{entry['mrr@10']:.4f}",
-            f"{entry['r@1']:.4f}",
-            f"{entry['r@5']:.4f}",
-            f"{entry['r@10']:.4f}",
-            f"{level.get('mrr@10', float('nan')):.4f}",
-            f"{entry['queries_per_s']:,.0f}",
+        print_json(
+            {
+                "config_file": str(path) if path else None,
+                "settings": [{"name": r.name, "value": r.value, "origin": r.origin} for r in rows],
+            }
         )
+        return
+    where = escape(str(path)) if path else "none (no ./sift.toml, SIFT_CONFIG unset)"
+    out.print(f"[dim]config file: {where}[/]")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("setting", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("from", no_wrap=True, style="dim")
+    for row in rows:
+        if row.value is None:
+            value = Text("unset", style="dim")
+        else:
+            shown = row.value if isinstance(row.value, str) else json.dumps(row.value)
+            value = Text(shown, style="" if row.origin == "default" else "bold")
+        table.add_row(row.name, value, row.origin)
     out.print(table)
 
 
@@ -478,13 +645,15 @@ def serve_cmd(
     port: Annotated[int | None, typer.Option(help="Port [env SIFT_PORT].")] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Serve the JSON search API (and its docs at /docs) with uvicorn."""
     import uvicorn
 
-    settings = _settings(index, model)
+    settings = _settings(index, model, logs=False, log_format=log_format)
     # The app reads its settings from the environment, as any deployment of it would.
     os.environ["SIFT_INDEX"] = str(settings.index)
+    os.environ["SIFT_LOG_FORMAT"] = settings.log_format
     if settings.model:
         os.environ["SIFT_MODEL"] = settings.model
     uvicorn.run(
@@ -494,6 +663,38 @@ def serve_cmd(
         port=port if port is not None else settings.port,
         log_level="info",
     )
+
+
+@app.command("optimize")
+def optimize_cmd(
+    index: IndexOpt = None,
+    exact_max: Annotated[
+        int | None,
+        typer.Option(min=1, help="Sentences up to which vectors stay exact (kept in the index)."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if the index suits its size.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the vector index for its size: exact, or IVF trained on the stored vectors."""
+    from index.optimize import optimize
+
+    directory = Path(_settings(index).index).expanduser()
+    with _errors_to_exit():
+        report = optimize(directory, exact_max, force)
+    kind = report.after.factory or report.after.type
+    if as_json:
+        print_json(report.as_dict())
+    elif not report.rebuilt:
+        out.print(f"{report.sentences:,} sentences: the vector index ({kind}) suits them")
+    else:
+        out.print(f"{report.sentences:,} sentences: rebuilt as {kind} in {report.seconds:.1f} s")
+    if report.reason and not as_json:
+        out.print(Text(f"({report.reason})", style="dim"))
+
+
+# Commands that look after an index (check, eval) live beside this module; importing it
+# registers them on `app`.
+from search import cli_admin  # noqa: E402, F401
 
 
 def main() -> None:

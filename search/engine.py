@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +140,8 @@ class Sift:
         responses = []
         for request in requests:
             started = time.perf_counter()
-            response = self._answer(reader, request, vectors.get(request.q))
+            with reader.snapshot():
+                response = self._answer(reader, request, vectors.get(request.q))
             response.took_ms = round((time.perf_counter() - started) * 1000 + embed_ms, 2)
             responses.append(response)
         return responses
@@ -263,16 +264,36 @@ class Sift:
         on_embedded: Callable[[int], None] | None = None,
         tally: IngestTally | None = None,
     ) -> IndexSummary:
-        return self._write(lambda w: w.add(read_inputs(paths, tally), on_article, on_embedded))
+        items = self._within_limits(read_inputs(paths, tally))
+        return self._write(lambda w: w.add(items, on_article, on_embedded))
 
     def index_articles(self, articles: Iterable[Article | Failure]) -> IndexSummary:
-        return self._write(lambda w: w.add(articles))
+        return self._write(lambda w: w.add(self._within_limits(articles)))
+
+    def _within_limits(self, items: Iterable[Article | Failure]) -> Iterator[Article | Failure]:
+        limit = self.settings.max_article_chars
+        for item in items:
+            if isinstance(item, Article) and len(item.text) > limit:
+                where = item.id or (item.title or "article")
+                yield Failure(
+                    where,
+                    f"article is {len(item.text):,} characters, over the "
+                    f"limit of {limit:,} (SIFT_MAX_ARTICLE_CHARS)",
+                )
+            else:
+                yield item
 
     def remove(self, article_ids: Iterable[str]) -> IndexSummary:
         return self._write(lambda w: w.remove(article_ids))
 
     def _write(self, stage: Callable[[IndexWriter], IndexSummary]) -> IndexSummary:
-        with self._write_lock, IndexWriter(self.directory, self.embedder) as writer:
+        settings = self.settings
+        with (
+            self._write_lock,
+            IndexWriter(
+                self.directory, self.embedder, settings.commit_every, settings.commit_seconds
+            ) as writer,
+        ):
             stage(writer)
             summary = writer.commit()
         if self._reader is not None:

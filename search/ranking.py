@@ -101,8 +101,16 @@ def rank_articles(
     def by_best_sentence(ids: list[int]) -> list[str]:
         return list(dict.fromkeys(owner[s] for s in ids if s in owner))
 
-    lists = [by_best_sentence(ranking.dense), by_best_sentence(ranking.keyword), ranking.articles]
-    weights = [settings.weight_dense, settings.weight_keyword, 1.0]
+    best_fused = by_best_sentence(ranking.ids)
+    lists = [
+        by_best_sentence(ranking.dense),
+        by_best_sentence(ranking.keyword),
+        ranking.articles,
+        best_fused,
+    ]
+    # Measured on SQuAD paragraphs (1/5 of the questions): MRR@10 0.8956 with the first three
+    # lists, 0.8975 with the fused sentence ranking as a fourth.
+    weights = [settings.weight_dense, settings.weight_keyword, 1.0, 1.0]
     fused = rrf(lists, weights, settings.rrf_k)
-    order = {a: i for i, a in enumerate(by_best_sentence(ranking.ids))}
+    order = {a: i for i, a in enumerate(best_fused)}
     return [(a, fused[a]) for a in ranked(fused, order)]

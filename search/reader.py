@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from index.manifest import Manifest
-from index.store import StoreError, connect, load_vectors, metadata_of, read_manifest
+from index.manifest import Manifest, vectors_file
+from index.store import StoreError, connect, load_vectors, metadata_of, read_manifest, writer_busy
+from index.vectors import nearest
 from search.filters import ArticleFilter
 from search.results import ArticleView, IndexStats
 
@@ -57,41 +60,48 @@ class IndexReader:
         return conn
 
     def refresh(self) -> bool:
-        """Pick up a newer commit, if there is one. True when something changed."""
+        """Pick up a newer commit, if there is one. True when something changed.
+
+        While a writer is between a commit and writing that commit's vectors file, the last
+        vectors stay in use (rows the newer commit removed are skipped when read back); a
+        vectors file that a crashed writer never wrote is rebuilt from the database."""
         manifest = read_manifest(self._conn())
         if manifest is None or manifest.generation == self.manifest.generation:
             return False
         with self._reload_lock:
-            if manifest.generation != self.manifest.generation:
-                vectors = load_vectors(self.directory, manifest, self._conn())
-                self.manifest, self.vectors = manifest, vectors
+            if manifest.generation == self.manifest.generation:
+                return False
+            if not (self.directory / vectors_file(manifest.generation)).exists() and writer_busy(
+                self.directory
+            ):
+                return False
+            vectors = load_vectors(self.directory, manifest, self._conn())
+            self.manifest, self.vectors = manifest, vectors
         return True
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees one committed state, whatever a writer commits meanwhile."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            conn.execute("COMMIT")
 
     # -- vectors --------------------------------------------------------------------------------
 
     def nearest(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and sentence ids of the `n` sentences nearest the query, best first."""
-        vectors = self.vectors
-        n = min(n, vectors.ntotal)
-        if n <= 0:
-            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        scores, ids = vectors.search(query.reshape(1, -1).astype(np.float32), n)
-        keep = ids[0] >= 0
-        return scores[0][keep], ids[0][keep]
+        vectors, info = self.vectors, self.manifest.vectors
+        return nearest(vectors, info, self._conn(), query, n)
 
     def nearest_among(
         self, query: np.ndarray, n: int, allowed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """As `nearest`, over the sentences in `allowed` only: filtering before ranking."""
-        if not len(allowed):
-            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        vectors = self.vectors
-        selector = faiss.IDSelectorBatch(allowed)
-        params = faiss.SearchParameters(sel=selector)
-        n = min(n, len(allowed), vectors.ntotal)
-        scores, ids = vectors.search(query.reshape(1, -1).astype(np.float32), n, params=params)
-        keep = ids[0] >= 0
-        return scores[0][keep], ids[0][keep]
+        vectors, info = self.vectors, self.manifest.vectors
+        return nearest(vectors, info, self._conn(), query, n, allowed)
 
     # -- keyword ----------------------------------------------------------------------------------
 

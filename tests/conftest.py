@@ -56,3 +56,23 @@ def write(path: Path, content: str | bytes) -> Path:
     else:
         path.write_text(content, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    """A copy of the default model with one weight changed: the same shape, other vectors."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from index.embed import resolve_model
+
+    source = Path(resolve_model(None)[1])
+    target = tmp_path_factory.mktemp("models") / "tweaked-minilm"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("model.safetensors"))
+    weights = load_file(source / "model.safetensors")
+    name = next(k for k in sorted(weights) if k.endswith("weight") and weights[k].ndim == 2)
+    weights[name] = weights[name] + 0.05 * torch.ones_like(weights[name])
+    save_file(weights, target / "model.safetensors")
+    return target

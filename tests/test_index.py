@@ -142,24 +142,6 @@ def test_second_writer_is_refused_clearly(engine: Sift, embedder: Embedder) -> N
         IndexWriter(engine.directory, embedder)
 
 
-@pytest.fixture(scope="module")
-def other_model(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
-    """A copy of the default model with one weight changed: the same shape, other vectors."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from index.embed import resolve_model
-
-    source = Path(resolve_model(None)[1])
-    target = tmp_path_factory.mktemp("models") / "tweaked-minilm"
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("model.safetensors"))
-    weights = load_file(source / "model.safetensors")
-    name = next(k for k in sorted(weights) if k.endswith("weight") and weights[k].ndim == 2)
-    weights[name] = weights[name] + 0.05 * torch.ones_like(weights[name])
-    save_file(weights, target / "model.safetensors")
-    return target
-
-
 def test_opening_with_another_model_is_refused(seeded_dir: Path, other_model: Path) -> None:
     engine = Sift(Settings(index=seeded_dir, model=str(other_model)))
     with pytest.raises(ModelMismatch, match="was built with model 'all-MiniLM-L6-v2'"):

@@ -1,0 +1,135 @@
+"""Load: 64 concurrent clients for 60 s against a real `sift serve` on 127.0.0.1, mixed searches
+and writes (POST /articles, DELETE /articles). Prints requests/s, latency percentiles by kind,
+and the error count (which must be 0).
+
+    .venv/bin/python bench/load.py [--clients 64] [--seconds 60] [--write-share 0.1]
+
+The index is a fresh copy of seeds/ plus BBC News when ../shared/eval is there (else seeds/
+alone). Traffic never leaves the loopback interface; the run is bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from _common import EVAL, bbc_articles, emit
+from _server import ROOT, serve
+
+from index.settings import Settings
+from search.engine import Sift
+
+QUERIES = [
+    "casualty estimates",
+    "who signed the defence pact",
+    "interest rates rise",
+    "mobile phone sales",
+    "election campaign promises",
+    "film awards ceremony",
+    "football transfer fee",
+    "oil prices",
+    "broadband internet users",
+    "court ruling appeal",
+    "drone warfare",
+    "unemployment figures",
+]
+
+
+async def client(base: str, deadline: float, share: float, seed: int, log: list) -> None:  # type: ignore[type-arg]
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        n = 0
+        while time.monotonic() < deadline and n < 100_000:
+            n += 1
+            kind = "write" if rng.random() < share else "search"
+            started = time.perf_counter()
+            if kind == "search":
+                params = {
+                    "q": rng.choice(QUERIES),
+                    "k": 10,
+                    "mode": rng.choice(["hybrid", "dense"]),
+                }
+                response = await http.get("/search", params=params)
+            elif rng.random() < 0.8:
+                doc = {
+                    "id": f"load-{seed}-{n}",
+                    "title": f"Load test {n}",
+                    "text": f"Client {seed} wrote article {n}. Markets rose {n % 9} points.",
+                }
+                response = await http.post("/articles", json=doc)
+            else:
+                response = await http.delete(f"/articles/load-{seed}-{rng.randint(1, n)}")
+                if response.status_code == 404:  # never written, or already deleted: fine
+                    response.status_code = 200
+            log.append((kind, time.perf_counter() - started, response.status_code))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--write-share", type=float, default=0.1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Path(tmp) / "index"
+        engine = Sift(Settings(index=index))
+        engine.index_paths([ROOT / "seeds"])
+        corpus = "seeds"
+        if EVAL.exists():
+            from index.records import Article
+
+            engine.index_articles(
+                Article(id=a["id"], title=a["title"], text=a["text"]) for a in bbc_articles()
+            )
+            corpus = "seeds + bbc_news"
+        sentences = engine.stats().sentences
+        log: list = []  # type: ignore[type-arg]
+        with serve(index, Path(tmp) / "server.log") as server:
+            deadline = time.monotonic() + args.seconds
+            started = time.perf_counter()
+
+            async def run() -> None:
+                await asyncio.gather(
+                    *(
+                        client(server.url, deadline, args.write_share, i, log)
+                        for i in range(args.clients)
+                    )
+                )
+
+            asyncio.run(run())
+            elapsed = time.perf_counter() - started
+    result: dict[str, object] = {
+        "bench": "load",
+        "corpus": corpus,
+        "sentences": sentences,
+        "clients": args.clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(log),
+        "requests_per_s": round(len(log) / elapsed, 1),
+        "errors": sum(1 for _, _, status in log if status >= 400),
+    }
+    for kind in ("search", "write"):
+        times = np.array([t for k, t, _ in log if k == kind]) * 1000
+        if len(times):
+            result[kind] = {
+                "count": len(times),
+                "p50_ms": round(float(np.percentile(times, 50)), 1),
+                "p99_ms": round(float(np.percentile(times, 99)), 1),
+            }
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()

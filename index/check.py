@@ -1,0 +1,283 @@
+"""`sift check`: verify that an index is whole and self-consistent; repair what can be rebuilt
+from the stored article text."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.embed import Embedder
+from index.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    Manifest,
+    manifest_json,
+    vectors_file,
+    write_json_atomically,
+)
+from index.store import StoreError, connect, read_manifest, writer_busy
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an index, in words, and whether --repair can mend it."""
+
+    code: str
+    detail: str
+    repairable: bool = True
+
+
+@dataclass
+class CheckReport:
+    index: str
+    ok: bool
+    problems: list[Problem] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)
+    repaired: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def vector_ids(index: faiss.Index) -> np.ndarray:
+    """The ids a FAISS index holds, whatever its kind."""
+    if isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        lists = ivf.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(ivf.nlist)
+            if lists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+    raise StoreError(f"cannot list the ids of a {type(index).__name__}")
+
+
+def check_index(directory: Path, embedder: Embedder | None = None) -> CheckReport:
+    """Every check there is; the report lists what is wrong, exactly."""
+    report = CheckReport(index=str(directory), ok=True)
+    problems = report.problems
+    try:
+        conn = connect(directory)
+    except StoreError as exc:
+        problems.append(Problem("unreadable", str(exc), repairable=False))
+        report.ok = False
+        return report
+    try:
+        _check(directory, conn, embedder, report)
+    except sqlite3.DatabaseError as exc:
+        problems.append(Problem("database", f"SQLite error: {exc}", repairable=False))
+    finally:
+        conn.close()
+    report.ok = not problems
+    return report
+
+
+def _check(
+    directory: Path, conn: sqlite3.Connection, embedder: Embedder | None, report: CheckReport
+) -> None:
+    problems = report.problems
+    say: Callable[..., None] = lambda code, detail, repairable=True: problems.append(  # noqa: E731
+        Problem(code, detail, repairable)
+    )
+    quick = conn.execute("PRAGMA quick_check").fetchall()
+    if quick != [("ok",)]:
+        say("database", "SQLite quick_check: " + "; ".join(r[0] for r in quick[:5]), False)
+        return
+    manifest = read_manifest(conn)
+    if manifest is None:
+        say("manifest", "the database holds no manifest: the index was never committed", False)
+        return
+    if manifest.format_version > FORMAT_VERSION:
+        say("format", f"format version {manifest.format_version} is newer than this sift", False)
+        return
+    _check_manifest_file(directory, manifest, say, report)
+    articles, sentences = conn.execute(
+        "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM sentences)"
+    ).fetchone()
+    report.checked.update(articles=articles, sentences=sentences)
+    if (manifest.counts.articles, manifest.counts.sentences) != (articles, sentences):
+        say(
+            "counts",
+            f"manifest counts {manifest.counts.articles} articles, {manifest.counts.sentences} "
+            f"sentences; the database holds {articles} and {sentences}",
+        )
+    ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM sentences")), dtype=np.int64)
+    _check_vectors(directory, manifest, ids, say)
+    _check_keyword_index(conn, ids, say)
+    _check_rows(conn, manifest.model.dimension, say)
+    if embedder is not None and embedder.fingerprint != manifest.model.fingerprint:
+        say(
+            "model",
+            f"index was built with {manifest.model.name} (weights {manifest.model.fingerprint[:12]}"
+            f"), the model given is {embedder.name} (weights {embedder.fingerprint[:12]})",
+            False,
+        )
+
+
+def _check_manifest_file(
+    directory: Path, manifest: Manifest, say: Callable[..., None], report: CheckReport
+) -> None:
+    path = directory / MANIFEST_FILE
+    if _lags_one_commit(path, manifest) and not writer_busy(directory):
+        # A crash between a commit and rewriting this file: the commit stands, and the file is
+        # only its description. Bring it up to date, as the next writer would.
+        write_json_atomically(path, manifest_json(manifest))
+        report.repaired.append(f"{MANIFEST_FILE} caught up with commit {manifest.generation}")
+    if not path.exists():
+        say("manifest_file", f"{MANIFEST_FILE} is missing")
+    elif path.read_text(encoding="utf-8") != manifest_json(manifest):
+        try:
+            written = json.loads(path.read_text(encoding="utf-8"))
+            truth = manifest.model_dump(mode="json")
+            keys = sorted(k for k in set(truth) | set(written) if truth.get(k) != written.get(k))
+            detail = f"differs in {', '.join(keys) or 'formatting'}"
+            if "generation" in keys:
+                detail += f" (generation {written.get('generation')} on file, "
+                detail += f"{manifest.generation} committed)"
+        except json.JSONDecodeError:
+            detail = "it is not valid JSON"
+        say("manifest_file", f"{MANIFEST_FILE} disagrees with the database: {detail}")
+
+
+def _lags_one_commit(path: Path, manifest: Manifest) -> bool:
+    try:
+        written = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(written, dict) and written.get("generation") == manifest.generation - 1
+
+
+def _check_vectors(
+    directory: Path, manifest: Manifest, ids: np.ndarray, say: Callable[..., None]
+) -> None:
+    path = directory / vectors_file(manifest.generation)
+    if not path.exists():
+        say(
+            "vectors_file",
+            f"{path.name} (the vectors of generation {manifest.generation}) is missing",
+        )
+        return
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        say("vectors_file", f"{path.name} cannot be read: {str(exc).splitlines()[0]}")
+        return
+    if index.d != manifest.model.dimension:
+        say(
+            "vectors_dimension",
+            f"{path.name} has dimension {index.d}, not {manifest.model.dimension}",
+        )
+    held = vector_ids(index)
+    missing = np.setdiff1d(ids, held)
+    extra = np.setdiff1d(held, ids)
+    if len(missing) or len(extra) or len(held) != len(ids):
+        say(
+            "vector_ids",
+            f"{len(missing)} sentences have no vector (e.g. {missing[:3].tolist()}), "
+            f"{len(extra)} vectors have no sentence (e.g. {extra[:3].tolist()}), "
+            f"{len(held) - len(np.unique(held))} vectors are doubled",
+        )
+
+
+def _check_keyword_index(
+    conn: sqlite3.Connection, ids: np.ndarray, say: Callable[..., None]
+) -> None:
+    fts = np.fromiter((r[0] for r in conn.execute("SELECT rowid FROM sentences_fts")), np.int64)
+    missing, extra = np.setdiff1d(ids, fts), np.setdiff1d(fts, ids)
+    if len(missing) or len(extra):
+        say(
+            "keyword_ids",
+            f"{len(missing)} sentences are not in the keyword index, "
+            f"{len(extra)} keyword entries have no sentence",
+        )
+    for table in ("sentences_fts", "articles_fts"):
+        try:
+            conn.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
+        except sqlite3.DatabaseError as exc:
+            say("keyword_index", f"{table} fails its integrity check: {exc}")
+
+
+def _check_rows(conn: sqlite3.Connection, dimension: int, say: Callable[..., None]) -> None:
+    bad_vectors = conn.execute(
+        "SELECT count(*) FROM sentences WHERE length(vector) != ?", (dimension * 4,)
+    ).fetchone()[0]
+    if bad_vectors:
+        say("vector_rows", f"{bad_vectors} sentences hold a vector of the wrong size")
+    orphans = conn.execute(
+        "SELECT count(*) FROM sentences s LEFT JOIN articles a ON a.id = s.article_id "
+        "WHERE a.id IS NULL"
+    ).fetchone()[0]
+    if orphans:
+        say("orphans", f"{orphans} sentences belong to no article")
+    offsets = conn.execute(
+        "SELECT s.article_id FROM sentences s JOIN articles a ON a.id = s.article_id "
+        'WHERE substr(a.text, s.start + 1, s."end" - s.start) != s.text GROUP BY s.article_id'
+    ).fetchall()
+    if offsets:
+        say(
+            "offsets",
+            f"{len(offsets)} articles have sentences that do not match their text "
+            f"(e.g. {offsets[0][0]!r})",
+        )
+    gaps = conn.execute(
+        "SELECT article_id FROM sentences GROUP BY article_id "
+        "HAVING min(position) != 0 OR max(position) != count(*) - 1"
+    ).fetchall()
+    if gaps:
+        say("positions", f"{len(gaps)} articles have gaps in their sentence positions")
+    unsplit = conn.execute(
+        "SELECT count(*) FROM articles a WHERE a.duplicate_of IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM sentences s WHERE s.article_id = a.id)"
+    ).fetchone()[0]
+    if unsplit:
+        say("no_sentences", f"{unsplit} articles have no sentences")
+    dangling = conn.execute(
+        "SELECT count(*) FROM articles a LEFT JOIN articles o ON o.id = a.duplicate_of "
+        "WHERE a.duplicate_of IS NOT NULL AND (o.id IS NULL OR o.duplicate_of IS NOT NULL)"
+    ).fetchone()[0]
+    if dangling:
+        say("copies", f"{dangling} copies point to an article that does not hold their text", False)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'next_sentence_id'").fetchone()
+    top = conn.execute("SELECT coalesce(max(id), 0) FROM sentences").fetchone()[0]
+    if row is not None and int(row[0]) <= top:
+        say("next_id", f"next sentence id {row[0]} is not above the largest id {top}")
+
+
+def repair_index(directory: Path, embedder: Embedder) -> CheckReport:
+    """Rebuild what can be rebuilt from the stored article text, then check again."""
+    from index.writer import IndexWriter  # the writer side; only repair needs it
+
+    before = check_index(directory, embedder)
+    codes = {p.code for p in before.problems}
+    repaired: list[str] = []
+    if not codes:
+        return before
+    if codes & {"unreadable", "database", "manifest", "format", "model"}:
+        return before  # nothing here can be rebuilt safely
+    with IndexWriter(directory, embedder) as writer:
+        if codes & {"offsets", "positions", "vector_rows", "no_sentences"}:
+            ids = writer.articles_needing_resplit()
+            writer.reembed(ids)
+            repaired.append(f"re-split and re-embedded {len(ids)} articles from their text")
+        if "orphans" in codes:
+            repaired.append(f"removed {writer.drop_orphans()} sentences of no article")
+        if codes & {"keyword_ids", "keyword_index"}:
+            writer.rebuild_keyword_index()
+            repaired.append("rebuilt the keyword indexes")
+        if codes & {"vectors_file", "vector_ids", "vectors_dimension"}:
+            writer.rebuild_vectors()
+            repaired.append("rebuilt the vectors from the database")
+        writer.force_commit()
+        repaired.append("rewrote the manifest and counts")
+    after = check_index(directory, embedder)
+    after.repaired = repaired
+    return after

@@ -1,0 +1,146 @@
+"""Rebuilding the vector index for the index's size: by `sift optimize`, or after a commit when
+the size crossed the exact threshold or grew well past what the IVF was trained on.
+
+A rebuild changes no row: it writes the new index as a new generation (the manifest in SQLite
+first, then the vectors file, then manifest.json), so readers switch to it as to any commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+from filelock import FileLock, Timeout
+
+from index.manifest import (
+    LOCK_FILE,
+    MANIFEST_FILE,
+    Manifest,
+    VectorsInfo,
+    manifest_json,
+    now_iso,
+    vectors_file,
+    write_json_atomically,
+)
+from index.store import StoreError, connect, load_vectors, read_manifest, save_vectors
+from index.vectors import EXACT_MAX, build, plan, why_rebuild
+
+log = logging.getLogger("sift.index")
+
+
+@dataclass
+class OptimizeReport:
+    """What `optimize` found and did."""
+
+    sentences: int
+    before: VectorsInfo
+    after: VectorsInfo
+    reason: str | None  # None: the index already suited its size, nothing changed
+    rebuilt: bool  # False with a reason: only the recorded threshold changed
+    seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "sentences": self.sentences,
+            "rebuilt": self.rebuilt,
+            "reason": self.reason,
+            "before": self.before.model_dump(mode="json"),
+            "after": self.after.model_dump(mode="json"),
+            "seconds": self.seconds,
+        }
+
+
+def maybe_optimize(
+    directory: Path, conn: sqlite3.Connection, manifest: Manifest, vectors: faiss.Index
+) -> tuple[Manifest, faiss.Index]:
+    """After a commit, by the writer holding the lock: the manifest and vectors to go on with,
+    rebuilt when `why_rebuild` says so. A rebuild that fails leaves the commit as it was."""
+    threshold = manifest.vectors.threshold or EXACT_MAX
+    reason = why_rebuild(vectors, manifest.vectors, threshold)
+    if reason is None:
+        return manifest, vectors
+    started = time.perf_counter()
+    try:
+        info = plan(vectors.ntotal, manifest.model.dimension, threshold)
+        rebuilt = build(conn, manifest.model.dimension, info)
+        manifest = _commit_generation(directory, conn, manifest, info, rebuilt)
+    except (RuntimeError, sqlite3.Error, MemoryError) as exc:  # faiss raises RuntimeError
+        log.warning("vector index not rebuilt (%s): %s; run sift optimize", reason, exc)
+        return manifest, vectors
+    log.info("vector index rebuilt as %s in %.1f s: %s", info.factory, _since(started), reason)
+    return manifest, rebuilt
+
+
+def optimize(directory: Path, threshold: int | None = None, force: bool = False) -> OptimizeReport:
+    """Rebuild the vector index for the current size (exact or IVF, retrained) when it no
+    longer suits it, or always with `force`. Takes the write lock for the time it runs."""
+    started = time.perf_counter()
+    lock = FileLock(str(directory / LOCK_FILE))
+    conn = connect(directory)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        conn.close()
+        raise StoreError(
+            f"another sift process is writing to {directory}; wait for it to finish"
+        ) from None
+    try:
+        manifest = read_manifest(conn)
+        if manifest is None:
+            raise StoreError(f"index at {directory} has no manifest: it was never committed")
+        vectors = load_vectors(directory, manifest, conn)
+        recorded = manifest.vectors.threshold or EXACT_MAX
+        threshold = threshold or recorded
+        reason = why_rebuild(vectors, manifest.vectors, threshold)
+        if reason is None and force:
+            reason = "asked to rebuild"
+        after, rebuilt = manifest.vectors, reason is not None
+        if rebuilt:
+            after = plan(vectors.ntotal, manifest.model.dimension, threshold)
+            vectors = build(conn, manifest.model.dimension, after)
+        elif threshold != manifest.vectors.threshold:  # the same index, under a new threshold
+            reason = f"recorded the exact threshold {threshold:,}"
+            after = manifest.vectors.model_copy(update={"threshold": threshold})
+        if reason is not None:
+            after = _commit_generation(directory, conn, manifest, after, vectors).vectors
+        seconds = round(_since(started), 3)
+        return OptimizeReport(vectors.ntotal, manifest.vectors, after, reason, rebuilt, seconds)
+    finally:
+        conn.close()
+        lock.release()
+
+
+def _commit_generation(
+    directory: Path,
+    conn: sqlite3.Connection,
+    manifest: Manifest,
+    info: VectorsInfo,
+    vectors: faiss.Index,
+) -> Manifest:
+    """The rebuilt vectors as the next generation, committed the way a writer commits."""
+    generation = manifest.generation + 1
+    info = info.model_copy(update={"file": vectors_file(generation)})
+    new = manifest.model_copy(
+        update={"vectors": info, "generation": generation, "updated": now_iso()}
+    )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?)",
+            (new.model_dump_json(),),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    save_vectors(directory, vectors, generation)
+    write_json_atomically(directory / MANIFEST_FILE, manifest_json(new))
+    return new
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started

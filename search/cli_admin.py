@@ -1,0 +1,106 @@
+"""`sift check` and `sift eval`: looking after an index and measuring its ranking."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from index.check import check_index, repair_index
+from search.cli import IndexOpt, JsonOpt, ModelOpt, _errors_to_exit, _settings, app, err, fail, out
+from search.engine import Sift
+from search.output import print_json
+
+
+@app.command("check")
+def check_cmd(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Rebuild what can be rebuilt from the article text.")
+    ] = False,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the index (manifest, counts, ids of vectors, keyword index and rows, model)."""
+    settings = _settings(index, model)
+    with _errors_to_exit():
+        engine = Sift(settings)
+        embedder = engine.embedder if (settings.index / "sift.db").exists() else None
+        if repair and embedder is not None:
+            report = repair_index(settings.index, embedder)
+        else:
+            report = check_index(settings.index, embedder)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for line in report.repaired:
+            out.print(f"[green]repaired[/] {escape(line)}")
+        for problem in report.problems:
+            fix = "" if problem.repairable else " [dim](not repairable)[/]"
+            out.print(f"[red]{problem.code}[/] {escape(problem.detail)}{fix}", soft_wrap=True)
+        checked = ", ".join(f"{v:,} {k}" for k, v in report.checked.items())
+        verdict = "[green]ok[/]" if report.ok else f"[red]{len(report.problems)} problems[/]"
+        out.print(f"{escape(str(settings.index))}: {verdict} ({checked or 'nothing checked'})")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# -- eval -----------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_cmd(
+    squad: Annotated[Path, typer.Option(help="SQuAD v1.1 dev JSON (.json or .json.gz).")] = Path(
+        "../shared/eval/squad_v1.1_dev/dev-v1.1.json.gz"
+    ),
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", "-i", help="Where to build the eval index (kept and reused)."),
+    ] = None,
+    mode: Annotated[
+        list[str] | None, typer.Option("--mode", help="Modes to score (default: all three).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    articles: Annotated[
+        bool, typer.Option("--articles/--no-articles", help="Also score article ranking.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score ranking quality on SQuAD (ReQA protocol): MRR@10, R@1/5/10 for each mode."""
+    from search.evaluation import MODES, run_reqa
+
+    if not squad.exists():
+        fail(f"no SQuAD file at {squad} (the evaluation data lives in ../shared/eval)")
+    modes = tuple(mode or MODES)
+    if bad := [m for m in modes if m not in MODES]:
+        fail(f"unknown mode {bad[0]!r}: use {', '.join(MODES)}")
+    settings = _settings(None)
+    with tempfile.TemporaryDirectory(prefix="sift-eval-") as tmp, _errors_to_exit():
+        where = index or Path(tmp) / "index"
+        say = (lambda line: err.print(f"[dim]{escape(line)}[/]")) if not as_json else None
+        report = run_reqa(squad, where, settings, modes, articles, limit, say)
+    if as_json:
+        print_json(report)
+        return
+    table = Table(
+        title=f"ReQA SQuAD v1.1 dev: {report['questions']:,} questions, "
+        f"{report['sentences']:,} sentences"
+    )
+    for column in ("mode", "MRR@10", "R@1", "R@5", "R@10", "articles MRR@10", "queries/s"):
+        table.add_column(column, justify="right" if column != "mode" else "left")
+    for name, entry in report["modes"].items():  # type: ignore[attr-defined]
+        level = entry.get("article_level", {}).get("group_article", {})
+        table.add_row(
+            name,
+            f"{entry['mrr@10']:.4f}",
+            f"{entry['r@1']:.4f}",
+            f"{entry['r@5']:.4f}",
+            f"{entry['r@10']:.4f}",
+            f"{level.get('mrr@10', float('nan')):.4f}",
+            f"{entry['queries_per_s']:,.0f}",
+        )
+    out.print(table)
