@@ -63,7 +63,7 @@ async def search_get(
         return await batcher.search(request)
 
 
-@reads.post("/search", operation_id="search_post", tags=["search"])
+@reads.post("/search", operation_id="search_post", tags=["search"], responses={413: ERROR})
 async def search_post(
     batcher: BatcherDep, metrics: MetricsDep, request: SearchRequest
 ) -> SearchResponse:
@@ -72,7 +72,7 @@ async def search_post(
         return await batcher.search(request)
 
 
-@reads.post("/search/batch", operation_id="search_batch", tags=["search"])
+@reads.post("/search/batch", operation_id="search_batch", tags=["search"], responses={413: ERROR})
 def search_batch(engine: EngineDep, metrics: MetricsDep, batch: BatchSearch) -> BatchResults:
     """Many searches at once: the same answers as one by one, with one model call."""
     with metrics.timing_search():

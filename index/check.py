@@ -21,7 +21,16 @@ from index.manifest import (
     vectors_file,
     write_json_atomically,
 )
-from index.store import StoreError, connect, read_manifest, writer_busy
+from index.store import (
+    BAD_VECTOR_SQL,
+    MISMATCHED_SENTENCES_SQL,
+    POSITION_GAPS_SQL,
+    UNSPLIT_ARTICLES_SQL,
+    StoreError,
+    connect,
+    read_manifest,
+    writer_busy,
+)
 
 
 @dataclass(frozen=True)
@@ -207,39 +216,26 @@ def _check_keyword_index(
 
 
 def _check_rows(conn: sqlite3.Connection, dimension: int, say: Callable[..., None]) -> None:
-    bad_vectors = conn.execute(
-        "SELECT count(*) FROM sentences WHERE length(vector) != ?", (dimension * 4,)
-    ).fetchone()[0]
+    bad_vectors = conn.execute(BAD_VECTOR_SQL, (dimension * 4,)).fetchall()
     if bad_vectors:
-        say("vector_rows", f"{bad_vectors} sentences hold a vector of the wrong size")
+        say("vector_rows", f"{len(bad_vectors)} articles hold a vector of the wrong size")
     orphans = conn.execute(
         "SELECT count(*) FROM sentences s LEFT JOIN articles a ON a.id = s.article_id "
         "WHERE a.id IS NULL"
     ).fetchone()[0]
     if orphans:
         say("orphans", f"{orphans} sentences belong to no article")
-    offsets = conn.execute(
-        "SELECT s.article_id FROM sentences s JOIN articles a ON a.id = s.article_id "
-        'WHERE substr(a.text, s.start + 1, s."end" - s.start) != s.text GROUP BY s.article_id'
-    ).fetchall()
+    offsets = conn.execute(MISMATCHED_SENTENCES_SQL).fetchall()
     if offsets:
         say(
             "offsets",
             f"{len(offsets)} articles have sentences that do not match their text "
             f"(e.g. {offsets[0][0]!r})",
         )
-    gaps = conn.execute(
-        "SELECT article_id FROM sentences GROUP BY article_id "
-        "HAVING min(position) != 0 OR max(position) != count(*) - 1"
-    ).fetchall()
-    if gaps:
+    if gaps := conn.execute(POSITION_GAPS_SQL).fetchall():
         say("positions", f"{len(gaps)} articles have gaps in their sentence positions")
-    unsplit = conn.execute(
-        "SELECT count(*) FROM articles a WHERE a.duplicate_of IS NULL AND NOT EXISTS "
-        "(SELECT 1 FROM sentences s WHERE s.article_id = a.id)"
-    ).fetchone()[0]
-    if unsplit:
-        say("no_sentences", f"{unsplit} articles have no sentences")
+    if unsplit := conn.execute(UNSPLIT_ARTICLES_SQL).fetchall():
+        say("no_sentences", f"{len(unsplit)} articles have no sentences")
     dangling = conn.execute(
         "SELECT count(*) FROM articles a LEFT JOIN articles o ON o.id = a.duplicate_of "
         "WHERE a.duplicate_of IS NOT NULL AND (o.id IS NULL OR o.duplicate_of IS NOT NULL)"

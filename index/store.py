@@ -163,6 +163,25 @@ def prune_vectors(directory: Path, keep: int) -> None:
             old.unlink(missing_ok=True)
 
 
+#: Articles whose stored sentences no longer match their text (offsets or text differ).
+MISMATCHED_SENTENCES_SQL = (
+    "SELECT DISTINCT s.article_id FROM sentences s JOIN articles a ON a.id = s.article_id "
+    'WHERE substr(a.text, s.start + 1, s."end" - s.start) != s.text'
+)
+#: Articles whose sentence positions are not 0..n-1.
+POSITION_GAPS_SQL = (
+    "SELECT article_id FROM sentences GROUP BY article_id "
+    "HAVING min(position) != 0 OR max(position) != count(*) - 1"
+)
+#: Articles holding their own text but no sentences.
+UNSPLIT_ARTICLES_SQL = (
+    "SELECT a.id FROM articles a WHERE a.duplicate_of IS NULL AND NOT EXISTS "
+    "(SELECT 1 FROM sentences s WHERE s.article_id = a.id)"
+)
+#: Articles with a sentence whose vector blob is not `dimension` float32s (one parameter).
+BAD_VECTOR_SQL = "SELECT DISTINCT article_id FROM sentences WHERE length(vector) != ?"
+
+
 def writer_busy(directory: Path) -> bool:
     """True while some process holds the index's write lock."""
     lock = FileLock(str(directory / LOCK_FILE))

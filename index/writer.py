@@ -33,7 +33,11 @@ from index.optimize import maybe_optimize
 from index.records import Article, Failure, Sentence
 from index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
 from index.store import (
+    BAD_VECTOR_SQL,
+    MISMATCHED_SENTENCES_SQL,
+    POSITION_GAPS_SQL,
     SCHEMA,
+    UNSPLIT_ARTICLES_SQL,
     StoreError,
     connect,
     load_vectors,
@@ -428,16 +432,10 @@ class IndexWriter:
 
     def articles_needing_resplit(self) -> list[str]:
         """Articles whose stored sentences disagree with their text, or have none."""
-        rows = self.conn.execute(
-            "SELECT DISTINCT s.article_id FROM sentences s JOIN articles a ON a.id = s.article_id "
-            'WHERE substr(a.text, s.start + 1, s."end" - s.start) != s.text '
-            "OR length(s.vector) != ? "
-            "UNION SELECT article_id FROM sentences GROUP BY article_id "
-            "HAVING min(position) != 0 OR max(position) != count(*) - 1 "
-            "UNION SELECT a.id FROM articles a WHERE a.duplicate_of IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM sentences s WHERE s.article_id = a.id)",
-            (self.manifest.model.dimension * 4,),
-        ).fetchall()
+        query = " UNION ".join(
+            [MISMATCHED_SENTENCES_SQL, POSITION_GAPS_SQL, UNSPLIT_ARTICLES_SQL, BAD_VECTOR_SQL]
+        )
+        rows = self.conn.execute(query, (self.manifest.model.dimension * 4,)).fetchall()
         return [r[0] for r in rows]
 
     def reembed(self, article_ids: list[str]) -> None:

@@ -4,6 +4,7 @@ JSON logs, and a schemathesis run against the app's own OpenAPI document."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -245,6 +246,9 @@ def test_an_unexpected_error_is_a_json_500_without_a_trace(tmp_path: Path) -> No
 
 # -- the OpenAPI contract, fuzzed --------------------------------------------------------------
 
+#: Cases per operation: a small budget in CI; `FUZZ_EXAMPLES=200 pytest ...` for a long run.
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "15"))
+
 
 @pytest.fixture(scope="module")
 def live_schema(keyed: Server) -> schemathesis.BaseSchema:
@@ -260,6 +264,7 @@ def live_schema(keyed: Server) -> schemathesis.BaseSchema:
         ("GET", "/stats"),
         ("GET", "/search"),
         ("POST", "/search"),
+        ("POST", "/search/batch"),
         ("GET", "/articles/{article_id}"),
         ("POST", "/articles"),
         ("DELETE", "/articles/{article_id}"),
@@ -273,7 +278,7 @@ def test_every_operation_keeps_its_contract(
 
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=15,
+        max_examples=FUZZ_EXAMPLES,
         deadline=None,
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
