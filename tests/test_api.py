@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,13 +14,8 @@ import pytest
 from index.settings import Settings
 from search.engine import Sift
 from search.results import SearchRequest
+from tests.api_server import free_port, serve
 from tests.test_cli import SIFT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -33,40 +27,8 @@ def server_index(tmp_path_factory: pytest.TempPathFactory, seeded_dir: Path) -> 
 
 @pytest.fixture(scope="module")
 def api(server_index: Path) -> Iterator[httpx.Client]:
-    port = free_port()
-    log = server_index.parent / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                SIFT,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--index",
-                str(server_index),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{log.read_text()}")
-            time.sleep(0.3)
-        yield client
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serve(server_index) as server:
+        yield server.client
 
 
 def test_health_and_stats(api: httpx.Client) -> None:
