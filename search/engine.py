@@ -17,11 +17,25 @@ from index.settings import Settings
 from index.store import StoreError, connect, read_manifest
 from index.writer import IndexSummary, IndexWriter, check_model
 from search.filters import ArticleFilter
-from search.keyword import match_expression
 from search.passages import build_hits, select
-from search.ranking import ARTICLE_DEPTH, rank_articles, rank_sentences
+from search.ranking import rank_articles, rank_sentences
 from search.reader import IndexReader
-from search.results import ArticleHit, ArticleView, IndexStats, SearchRequest, SearchResponse
+from search.results import ArticleHit, ArticleView, Hit, IndexStats, SearchRequest, SearchResponse
+
+
+def _response(
+    request: SearchRequest, hits: list[Hit], articles: list[ArticleHit] | None = None
+) -> SearchResponse:
+    """took_ms is filled in by the caller, which times the whole answer."""
+    return SearchResponse(
+        query=request.q,
+        k=request.k,
+        offset=request.offset,
+        mode=request.mode,
+        took_ms=0.0,
+        results=hits,
+        articles=articles,
+    )
 
 
 def _spread(
@@ -180,14 +194,7 @@ class Sift:
                 break
             depth *= 4
         page = chosen[request.offset : want]
-        return SearchResponse(
-            query=request.q,
-            k=request.k,
-            offset=request.offset,
-            mode=request.mode,
-            took_ms=0.0,
-            results=build_hits(reader, page, request.context, request.offset + 1),
-        )
+        return _response(request, build_hits(reader, page, request.context, request.offset + 1))
 
     def _answer_articles(
         self,
@@ -198,11 +205,16 @@ class Sift:
     ) -> SearchResponse:
         settings = self.settings
         depth = max(settings.candidates, (request.offset + request.k) * 10)
-        ranking = rank_sentences(reader, settings, request.q, vector, request.mode, flt, depth)
-        if request.mode != "hybrid" and not ranking.articles:
-            match = match_expression(request.q)
-            if match is not None and request.mode == "keyword":
-                ranking.articles = reader.keyword_articles(match, ARTICLE_DEPTH, flt)
+        ranking = rank_sentences(
+            reader,
+            settings,
+            request.q,
+            vector,
+            request.mode,
+            flt,
+            depth,
+            articles=request.mode != "dense",
+        )
         owner = reader.article_of(ranking.ids)
         ordered = rank_articles(ranking, owner, settings)
         page = ordered[request.offset : request.offset + request.k]
@@ -218,10 +230,11 @@ class Sift:
         heads = reader.heads(wanted)
         results = []
         for rank, (article_id, score) in enumerate(page, request.offset + 1):
+            mine = best.get(article_id, [])
             chosen = select(
                 reader,
-                best[article_id],
-                {i: ranking.scores.get(i, 0.0) for i in best[article_id]},
+                mine,
+                {i: ranking.scores.get(i, 0.0) for i in mine},
                 request.per_article,
                 request.per_article,
                 None,
@@ -239,15 +252,7 @@ class Sift:
                     passages=build_hits(reader, chosen, request.context),
                 )
             )
-        return SearchResponse(
-            query=request.q,
-            k=request.k,
-            offset=request.offset,
-            mode=request.mode,
-            took_ms=0.0,
-            results=[],
-            articles=results,
-        )
+        return _response(request, [], results)
 
     def article(self, article_id: str) -> ArticleView | None:
         return self.reader.article(article_id)

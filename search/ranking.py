@@ -40,7 +40,12 @@ def rank_sentences(
     mode: str,
     flt: ArticleFilter,
     depth: int,
+    articles: bool | None = None,
 ) -> Ranking:
+    """`articles`: also rank whole articles by their own BM25 (default: when hybrid fusion
+    uses that list; grouping by article wants it in keyword mode too)."""
+    if articles is None:
+        articles = mode == "hybrid" and settings.weight_article > 0
     allowed = reader.allowed_sentences(flt) if flt else None
     dense_ids: list[int] = []
     dense_scores: list[float] = []
@@ -58,7 +63,7 @@ def rank_sentences(
         keyword_ids, keyword_scores = reader.keyword_sentences(
             match, depth, settings.keyword_context_weight, flt
         )
-        if mode == "hybrid" and settings.weight_article > 0:
+        if articles:
             article_ids = reader.keyword_articles(match, ARTICLE_DEPTH, flt)
 
     if mode == "dense":
@@ -73,6 +78,7 @@ def rank_sentences(
             keyword_ids,
             dict(zip(keyword_ids, keyword_scores, strict=True)),
             keyword=keyword_ids,
+            articles=article_ids,
             exhaustive=len(keyword_ids) < depth,
         )
     fused = rrf(
