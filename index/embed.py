@@ -105,6 +105,10 @@ class Embedder:
             model.half()
         return model
 
+    def load(self) -> None:
+        """Load the model now (start-up work, not query time)."""
+        _ = self.model
+
     @property
     def device(self) -> str:
         return str(self.model.device)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_data_dir
+from platformdirs import user_cache_dir, user_data_dir
 from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
@@ -62,6 +62,19 @@ class Settings(BaseSettings):
         pattern="^(auto|fp32|bf16|fp16)$",
         description="Model precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA.",
     )
+    query_encoder: str = Field(
+        default="auto",
+        pattern="^(auto|onnx|torch)$",
+        description="What embeds queries: onnx (the index's model exported to onnxruntime: fast "
+        "start, small memory), torch (sentence-transformers), auto (onnx where the model exports).",
+    )
+    model_threads: int | None = Field(
+        default=None, ge=1, le=256, description="CPU threads per model call; unset: all cores."
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(user_cache_dir("sift", appauthor=False)),
+        description="Where exported query encoders are kept (one per model).",
+    )
     batch_size: int = Field(default=64, ge=1, le=4096, description="Sentences per model call.")
     commit_every: int = Field(
         default=10_000, ge=1, description="A long index run commits every this many sentences."
@@ -84,6 +97,12 @@ class Settings(BaseSettings):
     )
     candidates: int = Field(
         default=200, ge=10, le=100_000, description="Candidates each ranking feeds the fusion."
+    )
+    keyword_budget: int = Field(
+        default=10_000,
+        ge=1,
+        description="BM25 scores about this many rows a query at most: rarest words first, "
+        "common ones left to the dense ranking (latency at millions of sentences).",
     )
     collapse_similarity: float = Field(
         default=0.8, gt=0, le=1, description="Word overlap at which two hits count as copies."

@@ -30,6 +30,7 @@ from index.manifest import (
     write_json_atomically,
 )
 from index.optimize import maybe_optimize
+from index.pipeline import read_ahead
 from index.records import Article, Failure, Sentence
 from index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
 from index.store import (
@@ -247,11 +248,12 @@ class IndexWriter:
         """Stage articles (and record failures) for the next commit."""
         started = time.perf_counter()
         self._begin()
-        for item in items:
+        for prepared in read_ahead(items):
+            item = prepared.item
             if isinstance(item, Failure):
                 self.summary.failed.append(item)
             else:
-                self._stage(item.with_default_id())
+                self._stage(item.with_default_id(), prepared.sentences)
             staged = sum(len(p.sentences) for p in self._pending.values())
             if staged >= min(EMBED_CHUNK, self.commit_every):
                 self._flush(on_embedded)
@@ -268,7 +270,8 @@ class IndexWriter:
         elapsed = time.perf_counter() - self._batch_started
         return self._batch_sentences >= self.commit_every or elapsed >= self.commit_seconds
 
-    def _stage(self, article: Article) -> None:
+    def _stage(self, article: Article, sentences: list[Sentence] | None = None) -> None:
+        """`sentences`: the article's, if already split (index.pipeline)."""
         assert article.id is not None
         text_hash = _text_hash(article.text)
         if article.id in self._pending or text_hash in self._pending_texts:
@@ -293,7 +296,8 @@ class IndexWriter:
             self._dirty = True
             (self.summary.updated if replaced else self.summary.added).append(article.id)
             return
-        sentences = split_sentences(article.text)
+        if sentences is None:
+            sentences = split_sentences(article.text)
         if not sentences:
             self.summary.failed.append(Failure(article.id, "article has no sentences"))
             return

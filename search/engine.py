@@ -16,6 +16,7 @@ from index.records import Article, Failure
 from index.settings import Settings
 from index.store import StoreError, connect, read_manifest
 from index.writer import IndexSummary, IndexWriter, check_model
+from search.encoders import QueryEncoder, choose_query_encoder, prepare_query_encoder
 from search.filters import ArticleFilter
 from search.passages import build_hits, select
 from search.ranking import rank_articles, rank_sentences
@@ -69,6 +70,8 @@ class Sift:
         self.settings = settings
         self.directory = Path(settings.index).expanduser()
         self._embedder: Embedder | None = None
+        self._query_encoder: QueryEncoder | None = None
+        self._query_lock = threading.Lock()
         self._reader: IndexReader | None = None
         self._write_lock = threading.Lock()
         self._open_lock = threading.Lock()
@@ -104,6 +107,18 @@ class Sift:
                 self._embedder = embedder
             return self._embedder
 
+    @property
+    def query_encoder(self) -> QueryEncoder:
+        """What embeds queries: the ONNX export of the index's model where it serves, else the
+        embedder (the index must exist)."""
+        with self._query_lock:
+            if self._query_encoder is None:
+                manifest = self.reader.manifest
+                self._query_encoder = choose_query_encoder(
+                    self.settings, manifest, lambda: self.embedder
+                )
+            return self._query_encoder
+
     def _check_format(self, manifest: Manifest | None) -> None:
         if manifest is not None and manifest.format_version > FORMAT_VERSION:
             raise StoreError(
@@ -128,7 +143,7 @@ class Sift:
     def warm_up(self) -> None:
         """Load the index and the model now (a server does this before taking requests)."""
         _ = self.reader
-        self.embedder.encode(["warm up"])
+        self.query_encoder.encode(["warm up"])
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -143,11 +158,11 @@ class Sift:
         needs_vector = [r for r in requests if r.mode != "keyword"]
         vectors: dict[str, np.ndarray] = {}
         if needs_vector:
-            embedder = self.embedder
-            _ = embedder.model  # loading the model is start-up, not query time
+            encoder = self.query_encoder
+            encoder.load()  # loading the model is start-up, not query time
             started = time.perf_counter()
             queries = list(dict.fromkeys(r.q for r in needs_vector))
-            vectors = dict(zip(queries, embedder.encode(queries), strict=True))
+            vectors = dict(zip(queries, encoder.encode(queries), strict=True))
             embed_ms = (time.perf_counter() - started) * 1000 / len(requests)
         else:
             embed_ms = 0.0
@@ -301,6 +316,8 @@ class Sift:
         ):
             stage(writer)
             summary = writer.commit()
+        if summary.sentences:
+            prepare_query_encoder(settings, self.embedder)
         if self._reader is not None:
             self._reader.refresh()
         return summary

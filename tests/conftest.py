@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 for _name in [n for n in os.environ if n.startswith("SIFT_")]:
     del os.environ[_name]  # a developer's own configuration must not leak into the tests
+# Exported query encoders (index/onnx_encoder.py) go to a cache of the test run's own, shared
+# by every process it starts; the first index of the run exports the model into it.
+os.environ["SIFT_CACHE_DIR"] = tempfile.mkdtemp(prefix="sift-test-cache-")
+atexit.register(shutil.rmtree, os.environ["SIFT_CACHE_DIR"], True)
 
 from index.embed import Embedder  # noqa: E402
 from index.settings import Settings  # noqa: E402

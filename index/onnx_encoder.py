@@ -1,0 +1,288 @@
+"""The query-side encoder: the index's own model, exported once to ONNX, run on onnxruntime.
+
+A search embeds one short query. Loading torch and sentence-transformers for that costs ~3.5 s
+and ~500 MB before the first answer; onnxruntime with an export of the same weights starts in
+a fraction of a second in a fraction of the memory, and gives the same vectors (fp32, mean
+cosine 1.0000 to sentence-transformers fp32; checked on every export).
+
+The export lives in the cache directory under the weights' fingerprint, the one the index's
+manifest records, so an index finds the encoder of exactly the weights it was built with:
+
+    <cache>/encoders/<fingerprint>/model.onnx       the transformer, fp32, dynamic batch/length
+                                   tokenizer.json   the model's fast tokenizer
+                                   encoder.json     EncoderSpec: pooling, normalisation, limits
+
+Only the plain sentence-transformers stack is exported: Transformer, then mean or CLS
+pooling, then optionally Normalize. Any other model keeps using sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from index.embed import Embedder
+
+ENCODER_FORMAT = 1
+SPEC_FILE = "encoder.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+#: An export is kept only if its vectors match the torch model's (fp32) this closely.
+MIN_COSINE = 0.999
+_PROBES = [
+    "Query",
+    "casualty estimates",
+    "Who signed the defence pact between Russia and North Korea in June?",
+    "NEW DELHI: At least 100 North Korean soldiers have been killed and nearly 1,000 injured "
+    "while fighting alongside Russian forces in the Kursk region, a lawmaker said on Thursday.",
+]
+
+
+class EncoderUnavailable(RuntimeError):
+    """No ONNX encoder can serve this model here; the message says why."""
+
+
+class EncoderSpec(BaseModel):
+    format: int = ENCODER_FORMAT
+    name: str
+    fingerprint: str
+    dimension: int
+    pooling: Literal["mean", "cls"]
+    normalize: bool
+    max_seq_length: int
+    inputs: list[str]
+
+
+def encoder_dir(cache_dir: Path, fingerprint: str) -> Path:
+    return Path(cache_dir).expanduser() / "encoders" / fingerprint
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OnnxEncoder:
+    """Embeds texts like the Embedder it was exported from. Thread-safe (onnxruntime sessions
+    run concurrently); loads on first use."""
+
+    precision = "fp32"
+    device = "cpu"
+
+    def __init__(self, directory: Path, threads: int | None = None, batch_size: int = 64):
+        self.directory = Path(directory)
+        try:
+            self.spec = EncoderSpec.model_validate_json(
+                (self.directory / SPEC_FILE).read_text(encoding="utf-8")
+            )
+        except (OSError, ValueError) as exc:
+            raise EncoderUnavailable(f"no usable ONNX encoder in {self.directory}: {exc}") from exc
+        if self.spec.format != ENCODER_FORMAT:
+            raise EncoderUnavailable(
+                f"ONNX encoder format {self.spec.format} is not {ENCODER_FORMAT}"
+            )
+        self.name = self.spec.name
+        self.fingerprint = self.spec.fingerprint
+        self.dimension = self.spec.dimension
+        self.batch_size = batch_size
+        self._threads = threads
+        self._session = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            options = ort.SessionOptions()
+            if self._threads:
+                options.intra_op_num_threads = self._threads
+                options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            tokenizer = Tokenizer.from_file(str(self.directory / TOKENIZER_FILE))
+            tokenizer.enable_truncation(max_length=self.spec.max_seq_length)
+            tokenizer.no_padding()  # padded per batch, below
+            self._session = ort.InferenceSession(
+                str(self.directory / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            )
+            self._tokenizer = tokenizer
+
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Unit-length (if the model normalises) float32 vectors, one row per text."""
+        self.load()
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        # Sorted by length, so a batch pads to a length its texts share.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._encode_batch([texts[i] for i in rows])
+            if progress is not None:
+                progress(len(rows))
+        return out
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        assert self._tokenizer is not None and self._session is not None
+        encodings = self._tokenizer.encode_batch(texts)
+        length = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(texts), length), dtype=np.int64)
+        mask = np.zeros((len(texts), length), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.spec.inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        if self.spec.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        pooled = pooled.astype(np.float32)
+        if self.spec.normalize:
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled
+
+
+def cached_encoder(
+    cache_dir: Path, fingerprint: str, threads: int | None = None
+) -> OnnxEncoder | None:
+    """The exported encoder of the weights with this fingerprint, if one is cached.
+
+    The weights decide, not the name or the folder: an index's manifest records the
+    fingerprint of the weights its vectors came from, and the export of exactly those
+    weights embeds its queries, whatever has become of the model folder since."""
+    directory = encoder_dir(cache_dir, fingerprint)
+    if not (directory / SPEC_FILE).is_file() or not onnxruntime_available():
+        return None
+    try:
+        encoder = OnnxEncoder(directory, threads=threads)
+    except EncoderUnavailable:
+        return None
+    return encoder
+
+
+def export_encoder(embedder: Embedder, cache_dir: Path) -> Path:
+    """Export the embedder's model to ONNX in the cache (once per weights); the directory.
+
+    Raises EncoderUnavailable for a model outside the plain stack, or an export whose vectors
+    differ from the torch model's."""
+    if not onnxruntime_available():
+        raise EncoderUnavailable("onnxruntime is not installed (pip install onnxruntime)")
+    final = encoder_dir(cache_dir, embedder.fingerprint)
+    if _usable(final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # a damaged or outdated export: set it aside, then make a new one
+        shutil.rmtree(final.rename(final.with_name(f".old-{final.name}-{os.getpid()}")), True)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
+    try:
+        _export_into(embedder, staging)
+        try:
+            staging.rename(final)
+        except OSError:  # another process exported it meanwhile
+            if not _usable(final):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _usable(directory: Path) -> bool:
+    try:
+        OnnxEncoder(directory)
+    except EncoderUnavailable:
+        return False
+    return True
+
+
+def _export_into(embedder: Embedder, staging: Path) -> None:
+    import torch
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    model = embedder.model
+    modules = list(model)
+    if (
+        len(modules) not in (2, 3)
+        or not isinstance(modules[0], Transformer)
+        or not isinstance(modules[1], Pooling)
+        or (len(modules) == 3 and not isinstance(modules[2], Normalize))
+    ):
+        kinds = ", ".join(type(m).__name__ for m in modules)
+        raise EncoderUnavailable(f"only Transformer + Pooling (+ Normalize) export; got {kinds}")
+    transformer, pooling = modules[0], modules[1]
+    config = pooling.get_config_dict()
+    mode = config.get("pooling_mode") or pooling.get_pooling_mode_str()  # v6 or earlier
+    if mode not in ("mean", "cls"):
+        raise EncoderUnavailable(f"pooling {mode!r} is not exported (mean and cls are)")
+    hf = copy.deepcopy(transformer.auto_model).to("cpu", torch.float32).eval()
+    inputs = ["input_ids", "attention_mask"]
+    if "token_type_ids" in transformer.tokenizer.model_input_names:
+        inputs.append("token_type_ids")
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = hf
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return self.inner(**dict(zip(inputs, args, strict=True))).last_hidden_state
+
+    sample = tuple(torch.ones(2, 8, dtype=torch.long) for _ in inputs)
+    axes = {name: {0: "batch", 1: "length"} for name in [*inputs, "last_hidden_state"]}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes about Python-side shape checks
+        torch.onnx.export(
+            LastHiddenState(),
+            sample,
+            str(staging / MODEL_FILE),
+            input_names=inputs,
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    transformer.tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
+    spec = EncoderSpec(
+        name=embedder.name,
+        fingerprint=embedder.fingerprint,
+        dimension=embedder.dimension,
+        pooling=mode,
+        normalize=len(modules) == 3,
+        max_seq_length=int(transformer.max_seq_length),
+        inputs=inputs,
+    )
+    (staging / SPEC_FILE).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    _verify(staging, copy.deepcopy(model).to("cpu", torch.float32))
+
+
+def _verify(staging: Path, reference: SentenceTransformer) -> None:
+    """The export must give the fp32 torch model's vectors, padded batches included."""
+    expected = reference.encode(_PROBES, batch_size=len(_PROBES), convert_to_numpy=True)
+    got = OnnxEncoder(staging, batch_size=len(_PROBES)).encode(_PROBES)
+    expected = expected / np.maximum(np.linalg.norm(expected, axis=1, keepdims=True), 1e-12)
+    got = got / np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
+    cosine = float((expected * got).sum(axis=1).min())
+    if cosine < MIN_COSINE:
+        raise EncoderUnavailable(f"the ONNX export differs from the model (cosine {cosine:.5f})")

@@ -1,0 +1,78 @@
+"""Which encoder embeds queries: the ONNX export of the index's model where one serves, else
+the sentence-transformers model itself (see index/onnx_encoder.py for why)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from index.embed import Embedder, resolve_model
+from index.manifest import Manifest
+from index.onnx_encoder import (
+    EncoderUnavailable,
+    OnnxEncoder,
+    cached_encoder,
+    export_encoder,
+    onnxruntime_available,
+)
+from index.settings import Settings
+
+log = logging.getLogger("sift")
+
+
+class QueryEncoder(Protocol):
+    name: str
+
+    def load(self) -> None: ...
+
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray: ...
+
+
+def choose_query_encoder(
+    settings: Settings, manifest: Manifest, torch_model: Callable[[], Embedder]
+) -> QueryEncoder:
+    """The encoder for queries against an index built with `manifest`'s model.
+
+    `auto` takes the cached ONNX export of the index's weights, exporting it first (once per
+    model, with torch) where there is none; a model that does not export, or a machine without
+    onnxruntime, gets the torch model. `onnx` insists; `torch` never exports."""
+    wanted = settings.query_encoder
+    if wanted == "torch" or not _asks_for_index_model(settings, manifest):
+        return torch_model()
+    found = cached_encoder(settings.cache_dir, manifest.model.fingerprint, settings.model_threads)
+    if found is not None:
+        return found
+    if not onnxruntime_available():
+        if wanted == "onnx":
+            raise EncoderUnavailable("query_encoder is onnx but onnxruntime is not installed")
+        return torch_model()
+    embedder = torch_model()  # checks the weights against the index's
+    try:
+        directory = export_encoder(embedder, settings.cache_dir)
+        return OnnxEncoder(directory, threads=settings.model_threads)
+    except (EncoderUnavailable, OSError) as exc:
+        if wanted == "onnx":
+            raise
+        log.info("queries use the torch model: %s", exc)
+        return embedder
+
+
+def prepare_query_encoder(settings: Settings, embedder: Embedder) -> None:
+    """After indexing with torch: export the model for queries now, so the first search after
+    it starts fast. Never fails the indexing it follows."""
+    if settings.query_encoder == "torch" or not onnxruntime_available():
+        return
+    try:
+        export_encoder(embedder, settings.cache_dir)
+    except (EncoderUnavailable, OSError) as exc:
+        log.info("no ONNX query encoder for %s: %s", embedder.name, exc)
+
+
+def _asks_for_index_model(settings: Settings, manifest: Manifest) -> bool:
+    """True unless the settings name a model other than the index's (which torch refuses)."""
+    return settings.model is None or resolve_model(settings.model)[0] == manifest.model.name
