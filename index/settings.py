@@ -98,12 +98,6 @@ class Settings(BaseSettings):
     candidates: int = Field(
         default=200, ge=10, le=100_000, description="Candidates each ranking feeds the fusion."
     )
-    keyword_budget: int = Field(
-        default=10_000,
-        ge=1,
-        description="BM25 scores about this many rows a query at most: rarest words first, "
-        "common ones left to the dense ranking (latency at millions of sentences).",
-    )
     collapse_similarity: float = Field(
         default=0.8, gt=0, le=1, description="Word overlap at which two hits count as copies."
     )

@@ -13,13 +13,11 @@ import numpy as np
 from index.settings import Settings
 from search.filters import ArticleFilter
 from search.fusion import ranked, rrf
-from search.keyword import query_terms
+from search.keyword import match_expression
 from search.reader import IndexReader
 
 #: How many of the best articles by their own BM25 lend their rank to their sentences.
 ARTICLE_DEPTH = 50
-#: BM25 over a whole article costs FTS5 about this many times a sentence's (1M-sentence bench).
-ARTICLE_COST = 5
 
 
 @dataclass
@@ -60,14 +58,13 @@ def rank_sentences(
     keyword_ids: list[int] = []
     keyword_scores: list[float] = []
     article_ids: list[str] = []
-    terms = query_terms(query) if mode in ("hybrid", "keyword") else []
-    budget = settings.keyword_budget
-    if match := reader.keyword_plan("sentences_fts", terms, budget):
+    match = match_expression(query) if mode in ("hybrid", "keyword") else None
+    if match is not None:
         keyword_ids, keyword_scores = reader.keyword_sentences(
             match, depth, settings.keyword_context_weight, flt
         )
-    if articles and (match := reader.keyword_plan("articles_fts", terms, budget // ARTICLE_COST)):
-        article_ids = reader.keyword_articles(match, ARTICLE_DEPTH, flt)
+        if articles:
+            article_ids = reader.keyword_articles(match, ARTICLE_DEPTH, flt)
 
     if mode == "dense":
         return Ranking(

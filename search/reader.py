@@ -16,11 +16,7 @@ from index.manifest import Manifest, vectors_file
 from index.store import StoreError, connect, load_vectors, metadata_of, read_manifest, writer_busy
 from index.vectors import nearest
 from search.filters import ArticleFilter
-from search.keyword import plan, quoted
 from search.results import ArticleView, IndexStats
-
-#: Words whose row counts a reader remembers (per index generation).
-_TERM_CACHE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +45,6 @@ class IndexReader:
         self.directory = directory
         self._local = threading.local()
         self._reload_lock = threading.Lock()
-        #: Rows holding a word, capped at a budget, per table: {"table\0budget\0word": rows}.
-        self._term_rows: dict[str, int] = {}
-        self._term_rows_generation = -1
         manifest = read_manifest(self._conn())
         if manifest is None:
             raise StoreError(f"index at {directory} has no manifest: it was never committed")
@@ -111,28 +104,6 @@ class IndexReader:
         return nearest(vectors, info, self._conn(), query, n, allowed)
 
     # -- keyword ----------------------------------------------------------------------------------
-
-    def keyword_plan(self, table: str, terms: list[str], budget: int) -> str | None:
-        """The MATCH expression for `terms` over `table` (sentences_fts or articles_fts) that
-        keeps BM25 within about `budget` rows (search.keyword.plan)."""
-        if self._term_rows_generation != self.manifest.generation:
-            self._term_rows.clear()
-            self._term_rows_generation = self.manifest.generation
-        cache, conn = self._term_rows, self._conn()
-
-        def rows_of(term: str) -> int:
-            key = f"{table}\0{budget}\0{term}"
-            if key not in cache:
-                # Counting stops past the budget: a common word costs no more than a rare one.
-                (cache[key],) = conn.execute(
-                    f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)",
-                    [quoted(term), budget + 1],
-                ).fetchone()
-                if len(cache) > _TERM_CACHE:
-                    cache.pop(next(iter(cache)))  # the oldest
-            return int(cache[key])
-
-        return plan(terms, rows_of, budget)
 
     def keyword_sentences(
         self, match: str, n: int, context_weight: float, flt: ArticleFilter

@@ -13,7 +13,7 @@ import pytest
 from index.records import Article
 from index.settings import Settings
 from search.engine import Sift
-from search.keyword import plan, query_terms
+from search.keyword import match_expression
 from search.results import SearchRequest
 
 MODES = ["hybrid", "dense", "keyword"]
@@ -45,40 +45,10 @@ def test_fts_syntax_in_queries_is_searched_as_words(seeded: Sift, query: str) ->
     assert hits and hits[0].article_id == "brief-drones"
 
 
-def test_query_words_are_quoted_for_fts() -> None:
-    def everywhere(term: str) -> int:
-        return 1
-
-    def expression(text: str) -> str | None:
-        return plan(query_terms(text), everywhere, 100)
-
-    assert expression('NEAR("a" b*) title:x') == '"near" OR "b" OR "title" OR "x"'
-    assert expression("who is the") == '"who" OR "is" OR "the"'  # only stopwords: keep them
-    assert expression('say "hi') == '"say" OR "hi"'
-    assert plan(['a"b'], everywhere, 100) == '"a""b"'
-    assert expression("¿¡!!") is None
-
-
-def test_keyword_plan_keeps_the_rarest_words_within_its_budget() -> None:
-    rows = {"gronkjaer": 10, "switch": 200, "madrid": 300, "return": 5000, "zzz": 0}.__getitem__
-    words = ["gronkjaer", "switch", "madrid", "return", "zzz"]
-    # Everything fits: every word that is in the index, in the query's order.
-    assert plan(words, rows, 10_000) == '"gronkjaer" OR "switch" OR "madrid" OR "return"'
-    # Rarest first while they fit; the common word goes to the dense ranking.
-    assert plan(words, rows, 600) == '"gronkjaer" OR "switch" OR "madrid"'
-    assert plan(words, rows, 100) == '"gronkjaer"'
-    # Only common words: all of them must be there, which few rows are.
-    assert plan(["return", "madrid"], rows, 100) == '"madrid" AND "return"'
-    # One word is searched for however common it is; words in no row are no query at all.
-    assert plan(["return"], rows, 100) == '"return"'
-    assert plan(["zzz"], rows, 100) is None
-
-
-def test_a_tight_keyword_budget_still_finds_the_words(seeded_dir: Path) -> None:
-    tight = Sift(Settings(index=seeded_dir, keyword_budget=1))
-    for q in ["drones", "drones first-person-view jamming"]:
-        hits = tight.search(SearchRequest(q=q, mode="keyword", k=1)).results
-        assert hits and hits[0].article_id == "brief-drones", q
+def test_match_expression_quotes_every_word() -> None:
+    assert match_expression('NEAR("a" b*) title:x') == '"near" OR "b" OR "title" OR "x"'
+    assert match_expression("who is the") == '"who" OR "is" OR "the"'  # only stopwords: keep them
+    assert match_expression("¿¡!!") is None
 
 
 def test_keyword_mode_with_no_words_returns_nothing(seeded: Sift) -> None:
