@@ -68,8 +68,11 @@ class Settings(BaseSettings):
         description="What embeds queries: onnx (the index's model exported to onnxruntime: fast "
         "start, small memory), torch (sentence-transformers), auto (onnx where the model exports).",
     )
-    model_threads: int | None = Field(
-        default=None, ge=1, le=256, description="CPU threads per model call; unset: all cores."
+    query_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="CPU threads of one ONNX query-encoder call; unset: one per core.",
     )
     cache_dir: Path = Field(
         default_factory=lambda: Path(user_cache_dir("sift", appauthor=False)),

@@ -44,7 +44,7 @@ def choose_query_encoder(
     wanted = settings.query_encoder
     if wanted == "torch" or not _asks_for_index_model(settings, manifest):
         return torch_model()
-    found = cached_encoder(settings.cache_dir, manifest.model.fingerprint, settings.model_threads)
+    found = cached_encoder(settings.cache_dir, manifest.model.fingerprint, settings.query_threads)
     if found is not None:
         return found
     if not onnxruntime_available():
@@ -54,7 +54,7 @@ def choose_query_encoder(
     embedder = torch_model()  # checks the weights against the index's
     try:
         directory = export_encoder(embedder, settings.cache_dir)
-        return OnnxEncoder(directory, threads=settings.model_threads)
+        return OnnxEncoder(directory, threads=settings.query_threads)
     except (EncoderUnavailable, OSError) as exc:
         if wanted == "onnx":
             raise
