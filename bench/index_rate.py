@@ -1,7 +1,14 @@
 """Indexing rate on BBC News (2,225 articles), end to end, next to the raw encode rate of the same
 model and precision on the same sentences, measured in one run.
 
-    .venv/bin/python bench/index_rate.py [--precision auto|fp32|bf16] [--limit N]
+    .venv/bin/python bench/index_rate.py [--precision auto|fp32|bf16|fp16] [--limit N]
+
+On a GPU machine, BBC News x 50 (about 2M sentences; each copy's articles end with a line
+naming the copy, so no copy is a duplicate that sift would store once):
+
+    .venv/bin/python bench/index_rate.py --copies 50
+
+With copies, the raw encode rate is measured on the first copy's sentences.
 """
 
 from __future__ import annotations
@@ -30,11 +37,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--limit", type=int, default=None, help="Only the first N articles.")
+    parser.add_argument("--copies", type=int, default=1, help="Index the corpus N times over.")
     args = parser.parse_args()
     articles = bbc_articles()[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "bbc.jsonl"
-        corpus.write_text("\n".join(json.dumps(a) for a in articles) + "\n", encoding="utf-8")
+        with corpus.open("w", encoding="utf-8") as out:
+            for copy in range(args.copies):
+                for a in articles:
+                    if copy:
+                        a = {**a, "id": f"{a['id']}~{copy}", "text": f"{a['text']}\n\nCopy {copy}."}
+                    out.write(json.dumps(a) + "\n")
         settings = Settings(index=Path(tmp) / "index", precision=args.precision)
         engine = Sift(settings)
         embedder = engine.embedder
@@ -58,7 +71,8 @@ def main() -> None:
         {
             "bench": "index_rate",
             "corpus": "bbc_news",
-            "articles": len(articles),
+            "articles": len(articles) * args.copies,
+            "copies": args.copies,
             "sentences": summary.sentences,
             "precision": embedder.precision,
             "index_seconds": round(index_seconds, 1),
