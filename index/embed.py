@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -137,6 +138,8 @@ class Embedder:
         """Unit-length float32 vectors, one row per text. `progress(n)` after each n texts done."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.device.startswith("cuda"):
+            return self.encode_overlapped(texts, progress)
         out = []
         step = max(self.batch_size * 32, 2048)  # long calls sort by length: less padding
         for i in range(0, len(texts), step):
@@ -152,6 +155,55 @@ class Embedder:
             if progress is not None:
                 progress(len(chunk))
         return np.ascontiguousarray(np.vstack(out))
+
+    def encode_overlapped(
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """As `encode`, with the tokenising of the next batch on a thread of its own while the
+        model runs this one: on a GPU, `encode` leaves the device idle while the CPU tokenises
+        and pads (plain `encode` on one H100 is CPU-bound at ~8,500 sentences/s). Batches
+        are of texts sorted by length (little padding) and at least 256 long on CUDA; the
+        copy to the device does not block. CUDA uses this by default; on a CPU the two would
+        only compete for the same cores."""
+        import torch
+
+        model = self.model
+        prepare = getattr(model, "preprocess", None) or model.tokenize  # v6 / earlier
+        size = batch_size or (
+            max(self.batch_size, 256) if self.device != "cpu" else self.batch_size
+        )
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        device = model.device
+
+        def tokenized(rows: list[int]) -> dict[str, object]:
+            features = prepare([texts[i] for i in rows])
+            return {
+                k: v.pin_memory() if device.type == "cuda" and hasattr(v, "pin_memory") else v
+                for k, v in features.items()
+            }
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sift-tokenize") as pool:
+            upcoming = pool.submit(tokenized, batches[0]) if batches else None
+            for number, rows in enumerate(batches):
+                assert upcoming is not None
+                features = upcoming.result()
+                if number + 1 < len(batches):
+                    upcoming = pool.submit(tokenized, batches[number + 1])
+                on_device = {
+                    k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                    for k, v in features.items()
+                }
+                with torch.inference_mode():
+                    embedded = model.forward(on_device)["sentence_embedding"]
+                out[rows] = embedded.float().cpu().numpy()
+                if progress is not None:
+                    progress(len(rows))
+        return np.ascontiguousarray(_unit_rows(out))
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:

@@ -10,14 +10,10 @@ import csv
 import json
 import logging
 import os
-import signal
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
-from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -26,23 +22,19 @@ from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from index.embed import ModelError
-from index.ingest import IngestTally, read_inputs
 from index.logs import JsonFormatter
-from index.records import Article, Failure
 from index.settings import ConfigError, Settings, config_file, describe
 from index.store import StoreError
-from index.writer import IndexSummary, WriterBusy
 from search.engine import InvalidRequest, Sift
 from search.output import CSV_COLUMNS, FORMATS, csv_rows, print_json, print_stats, write_response
 from search.results import SearchRequest
 
 if TYPE_CHECKING:
-    from index.feeds import LiveSources
+    pass
 
 app = typer.Typer(
     name="sift",
@@ -173,229 +165,9 @@ def _errors_to_exit() -> Iterator[None]:
         fail("interrupted; committed batches are kept and a rerun goes on from there", 130)
 
 
-# -- index, watch ---------------------------------------------------------------------------
-
-
-def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
-def _live_sources(settings: Settings) -> LiveSources:
-    try:
-        from index.feeds import LiveSources
-        from index.web import FetchPolicy
-    except ImportError as exc:
-        fail(str(exc))
-    return LiveSources(Path(settings.index).expanduser(), FetchPolicy.from_settings(settings))
-
-
-@app.command("index")
-def index_cmd(
-    sources: Annotated[
-        list[str],
-        typer.Argument(
-            help="Files or folders of articles, URLs of web pages, or URLs of RSS/Atom feeds "
-            "(a feed's entries are fetched once: a rerun takes only new ones).",
-            show_default=False,
-        ),
-    ],
-    index: IndexOpt = None,
-    model: ModelOpt = None,
-    as_json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    log_format: LogFormatOpt = None,
-) -> None:
-    """Index files and folders (txt, md, html, json, jsonl, csv), web pages and feeds."""
-    settings = _settings(index, model, log_format=log_format)
-    engine = Sift(settings)
-    tally = IngestTally()
-    urls = [s for s in sources if _is_url(s)]
-    paths = [Path(s) for s in sources if not _is_url(s)]
-    live = _live_sources(settings) if urls else None
-    show_progress = not (quiet or as_json) and err.is_terminal
-    with _errors_to_exit(), _progress(show_progress) as (on_article, on_embedded):
-        if live is None:
-            summary = engine.index_paths(paths, on_article, on_embedded, tally)
-        else:
-            items = chain(read_inputs(paths, tally), live.read(urls))
-            summary = engine.index_articles(_counted(items, on_article))
-    if live is not None:
-        live.remember(summary)
-    _report_index(summary, settings, tally, as_json, live)
-    if summary.failed:
-        raise typer.Exit(2 if not (summary.added or summary.updated or summary.unchanged) else 1)
-
-
-def _counted(
-    items: Iterable[Article | Failure], on_article: Callable[[str], None] | None
-) -> Iterator[Article | Failure]:
-    for item in items:
-        if on_article is not None:
-            on_article(item.where if isinstance(item, Failure) else str(item.id))
-        yield item
-
-
-@app.command("watch")
-def watch_cmd(
-    feeds: Annotated[
-        list[str], typer.Argument(help="URLs of feeds (or pages) to poll.", show_default=False)
-    ],
-    every: Annotated[
-        float | None,
-        typer.Option(
-            help="Seconds from the start of one round to the next [env SIFT_WATCH_EVERY]."
-        ),
-    ] = None,
-    max_rounds: Annotated[
-        int | None, typer.Option("--max-rounds", min=1, help="Stop after this many rounds.")
-    ] = None,
-    index: IndexOpt = None,
-    model: ModelOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="A JSON line per round on stdout.")
-    ] = False,
-    log_format: LogFormatOpt = None,
-) -> None:
-    """Poll feeds and index their new entries, round after round, until Ctrl-C."""
-    if bad := [f for f in feeds if not _is_url(f)]:
-        fail(f"not an http(s) URL: {bad[0]}")
-    settings = _settings(index, model, log_format=log_format, watch_every=every)
-    engine = Sift(settings)
-    live = _live_sources(settings)
-    done = 0
-    stop_on_term = signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop: Ctrl-C
-    try:
-        while True:
-            started = time.monotonic()
-            _watch_round(engine, live, feeds, done + 1, settings, as_json)
-            done += 1
-            if max_rounds is not None and done >= max_rounds:
-                break
-            time.sleep(max(started + settings.watch_every - time.monotonic(), 0.0))
-    except KeyboardInterrupt:
-        # A round cut short keeps what it committed; its entries are fetched again next time.
-        err.print(f"[dim]stopped after {done} complete round{'s' if done != 1 else ''}[/]")
-        raise typer.Exit(0) from None
-    finally:
-        signal.signal(signal.SIGTERM, stop_on_term)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _watch_round(
-    engine: Sift,
-    live: LiveSources,
-    feeds: list[str],
-    number: int,
-    settings: Settings,
-    as_json: bool,
-) -> None:
-    """One poll of every feed: one commit, then the new entries remembered."""
-    now = datetime.now().astimezone()
-    when = now.isoformat(timespec="seconds")
-    try:
-        summary = engine.index_articles(live.read(feeds))
-    except WriterBusy as exc:  # someone else is writing: try again next round
-        err.print(f"[yellow]round {number}:[/] {escape(str(exc))}", soft_wrap=True)
-        return
-    except (StoreError, ModelError) as exc:
-        fail(str(exc))
-    live.remember(summary)
-    if as_json:
-        line = {"round": number, "at": when, **_index_report(summary, settings, None, live)}
-        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
-        sys.stdout.flush()
-        return
-    for failure in summary.failed:
-        err.print(f"[red]failed[/] {escape(str(failure))}", soft_wrap=True)
-    counts = summary.counts()
-    seen = sum(f.seen for f in live.feeds)
-    out.print(
-        f"round {number}, {now:%H:%M:%S}: {counts['added']} added, {counts['updated']} updated, "
-        f"{counts['failed']} failed, {seen} seen before"
-    )
-
-
-@contextmanager
-def _progress(
-    enabled: bool,
-) -> Iterator[tuple[Callable[[str], None] | None, Callable[[int], None] | None]]:
-    if not enabled:
-        yield None, None
-        return
-    columns = (
-        SpinnerColumn(),
-        TextColumn(
-            "{task.fields[articles]:,} articles read, {task.completed:,.0f} sentences embedded"
-        ),
-        TextColumn("[dim]{task.fields[rate]}"),
-        TimeElapsedColumn(),
-    )
-    started = time.perf_counter()
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("index", total=None, articles=0, rate="")
-
-        def on_article(_: str) -> None:
-            bar.update(task, articles=bar.tasks[0].fields["articles"] + 1)
-
-        def on_embedded(n: int) -> None:
-            done = bar.tasks[0].completed + n
-            rate = done / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, completed=done, rate=f"{rate:,.0f} sentences/s")
-
-        yield on_article, on_embedded
-
-
-def _index_report(
-    summary: IndexSummary, settings: Settings, tally: IngestTally | None, live: LiveSources | None
-) -> dict[str, Any]:
-    report: dict[str, Any] = {
-        "index": str(settings.index),
-        **{k: getattr(summary, k) for k in ("added", "updated", "unchanged", "removed")},
-        "failed": [{"where": f.where, "reason": f.reason} for f in summary.failed],
-        "counts": summary.counts(),
-        "seconds": round(summary.seconds, 3),
-    }
-    if tally is not None:
-        report["skipped_files"] = tally.skipped
-    if live is not None:
-        report["feeds"] = [
-            {"url": f.url, "entries": f.entries, "new": f.new, "seen": f.seen} for f in live.feeds
-        ]
-    return report
-
-
-def _report_index(
-    summary: IndexSummary,
-    settings: Settings,
-    tally: IngestTally,
-    as_json: bool,
-    live: LiveSources | None = None,
-) -> None:
-    if as_json:
-        print_json(_index_report(summary, settings, tally, live))
-        return
-    counts = summary.counts()
-    for failure in summary.failed:
-        err.print(f"[red]failed[/] {escape(str(failure))}", soft_wrap=True)
-    if tally.skipped:
-        err.print(f"[dim]skipped {len(tally.skipped)} files of unsupported types[/]")
-    for feed in live.feeds if live is not None else []:
-        err.print(
-            f"[dim]feed {escape(feed.url)}: {feed.entries} entries, {feed.new} new, "
-            f"{feed.seen} seen before[/]",
-            soft_wrap=True,
-        )
-    rate = summary.sentences / summary.seconds if summary.seconds else 0.0
-    out.print(
-        f"{counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged, "
-        f"{counts['removed']} removed, {counts['failed']} failed; "
-        f"{summary.sentences:,} sentences embedded in {summary.seconds:.1f} s "
-        f"({rate:,.0f}/s) -> {escape(str(settings.index))}"
-    )
-
+# `sift index` and `sift watch` live beside this module (search/cli_index.py); importing it
+# here registers them on `app` first, so help lists them first.
+from search import cli_index  # noqa: E402, F401
 
 # -- search ---------------------------------------------------------------------------------
 
