@@ -29,7 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Sift(settings)
+        # torch (embedding POSTed articles) on one thread unless set: the other core keeps
+        # answering searches meanwhile (api/batcher.py).
+        engine = Sift(settings.model_copy(update={"torch_threads": settings.torch_threads or 1}))
         try:
             engine.warm_up()
         except IndexNotFound:

@@ -8,8 +8,8 @@ throughput. A request the engine refuses fails alone: its batch is then answered
 
 One batch runs at a time (`workers`) while the next one gathers. Measured on the 2-core dev
 machine with the torch encoder, 1M sentences, dense, concurrency 16: 140 queries/s with one
-batch at a time, 116 with two, 98 with four, 84 without batching. A torch encoder runs on one
-thread (`model_threads`): on a busy machine a torch call spread over two cores waited at every
+batch at a time, 116 with two, 98 with four, 84 without batching. torch runs on one thread in
+the server (`torch_threads`): on a busy machine a torch call spread over two cores waited at every
 layer for the slower one (5 ms on one thread, 10-500 ms on two while other processes ran). The
 ONNX encoder runs on `query_threads` (unset: every core), which measured better for it: p50
 8.4 ms alone and 145 queries/s at concurrency 16 on two threads, 11.1 ms and 131 on one.
@@ -18,7 +18,6 @@ ONNX encoder runs on `query_threads` (unset: every core), which measured better 
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import deque
 
 from starlette.concurrency import run_in_threadpool
@@ -38,14 +37,11 @@ class SearchBatcher:
         max_batch: int = 32,
         workers: int = 1,
         wait_ms: float = 0.0,
-        model_threads: int | None = 1,
     ):
         self.engine = engine
         self.max_batch = max_batch
         self.workers = workers  # batches in flight at once
         self.wait_ms = wait_ms  # > 0: a worker waits this long for a batch to fill
-        if model_threads is not None and "torch" in sys.modules:  # queries embedded by torch
-            sys.modules["torch"].set_num_threads(model_threads)
         self._queue: deque[_Item] = deque()
         self._running = 0
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -45,7 +45,10 @@ def main() -> None:
         asked = 0
         for mode in args.mode or ["hybrid", "dense"]:
             for concurrency in args.concurrency or [1, 16]:
-                figures = load(server.url, texts[asked:-50], mode, concurrency, args.seconds, 10**9)
+                # Fresh queries for each setting while they last; then round again.
+                pool, start = texts[:-50], asked % len(texts[:-50])
+                fresh = pool[start:] + pool[:start]
+                figures = load(server.url, fresh, mode, concurrency, args.seconds, 10**9)
                 asked += int(figures["queries"])
                 results.setdefault(mode, {})[f"c{concurrency}"] = figures
         memory = server.memory_kb()

@@ -58,8 +58,10 @@ class Embedder:
         device: str | None = None,
         batch_size: int = 64,
         precision: str = "auto",
+        threads: int | None = None,
     ):
         self.name, self._location = resolve_model(model)
+        self._threads = threads
         self._device = device
         self._precision = precision
         self.precision = precision  # what is in use once loaded
@@ -89,6 +91,8 @@ class Embedder:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
+        if self._threads:
+            torch.set_num_threads(self._threads)  # for the whole process: one torch per process
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             model = SentenceTransformer(self._location, device=device)

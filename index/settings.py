@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         description="What embeds queries: onnx (the index's model exported to onnxruntime: fast "
         "start, small memory), torch (sentence-transformers), auto (onnx where the model exports).",
     )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="CPU threads of torch (indexing; queries too where torch embeds them); "
+        "unset: torch's default, and 1 in `sift serve`, which leaves a core to searches.",
+    )
     query_threads: int | None = Field(
         default=None,
         ge=1,

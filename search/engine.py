@@ -101,6 +101,7 @@ class Sift:
                     device=self.settings.device,
                     batch_size=self.settings.batch_size,
                     precision=self.settings.precision,
+                    threads=self.settings.torch_threads,
                 )
                 if manifest is not None:
                     check_model(manifest, embedder, self.directory)

@@ -318,7 +318,7 @@ def test_batched_searches_equal_direct_ones(seeded: Sift, monkeypatch: pytest.Mo
         return search_batch(batch)
 
     monkeypatch.setattr(seeded, "search_batch", recording)
-    batcher = SearchBatcher(seeded, model_threads=None)  # leave torch as the session has it
+    batcher = SearchBatcher(seeded)
 
     async def all_at_once() -> list[object]:
         return await asyncio.gather(
