@@ -96,7 +96,10 @@ def add_articles(
     """Index articles: new ones are added, changed ones replaced, unchanged ones left alone."""
     batch = articles if isinstance(articles, list) else [articles]
     check_batch(batch, settings)
-    return IndexResult.of(engine.index_articles(batch))
+    summary = engine.index_articles(batch)
+    if summary.sentences:
+        engine.prepare_queries()  # once per model: the export the first search would make
+    return IndexResult.of(summary)
 
 
 @writes.delete("/articles/{article_id:path}", operation_id="delete_article", tags=["articles"])

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from itertools import chain
 from pathlib import Path
@@ -90,6 +90,16 @@ def index_cmd(
     if live is not None:
         live.remember(summary)
     _report_index(summary, settings, tally, as_json, live)
+    if summary.sentences and not engine.queries_ready():
+        with (
+            err.status(
+                "Preparing the query encoder (once per model): later searches start fast ...",
+                spinner="dots",
+            )
+            if show_progress
+            else nullcontext()
+        ):
+            engine.prepare_queries()
     if summary.failed:
         raise typer.Exit(2 if not (summary.added or summary.updated or summary.unchanged) else 1)
 

@@ -62,6 +62,15 @@ def choose_query_encoder(
         return embedder
 
 
+def query_encoder_ready(settings: Settings, manifest: Manifest) -> bool:
+    """True when a search needs no export first: one is cached, or none would be made."""
+    if settings.query_encoder == "torch" or not onnxruntime_available():
+        return True
+    if not _asks_for_index_model(settings, manifest):
+        return True
+    return cached_encoder(settings.cache_dir, manifest.model.fingerprint) is not None
+
+
 def prepare_query_encoder(settings: Settings, embedder: Embedder) -> None:
     """After indexing with torch: export the model for queries now, so the first search after
     it starts fast. Never fails the indexing it follows."""

@@ -16,7 +16,12 @@ from index.records import Article, Failure
 from index.settings import Settings
 from index.store import StoreError, connect, read_manifest
 from index.writer import IndexSummary, IndexWriter, check_model
-from search.encoders import QueryEncoder, choose_query_encoder, prepare_query_encoder
+from search.encoders import (
+    QueryEncoder,
+    choose_query_encoder,
+    prepare_query_encoder,
+    query_encoder_ready,
+)
 from search.filters import ArticleFilter
 from search.passages import build_hits, select
 from search.ranking import rank_articles, rank_sentences
@@ -119,6 +124,17 @@ class Sift:
                     self.settings, manifest, lambda: self.embedder
                 )
             return self._query_encoder
+
+    def queries_ready(self) -> bool:
+        """True when the first search needs no export of the model first (prepare_queries)."""
+        return query_encoder_ready(self.settings, self.reader.manifest)
+
+    def prepare_queries(self) -> None:
+        """Export the index's model for queries now, if that is still to do (once per model and
+        machine, a few seconds): the first search then starts fast. Never raises for a model
+        that does not export; that model keeps torch for its queries."""
+        if not self.queries_ready():
+            prepare_query_encoder(self.settings, self.embedder)
 
     def _check_format(self, manifest: Manifest | None) -> None:
         if manifest is not None and manifest.format_version > FORMAT_VERSION:
@@ -317,8 +333,6 @@ class Sift:
         ):
             stage(writer)
             summary = writer.commit()
-        if summary.sentences:
-            prepare_query_encoder(settings, self.embedder)
         if self._reader is not None:
             self._reader.refresh()
         return summary

@@ -116,3 +116,21 @@ def test_onnx_can_be_insisted_on_and_refused(
     settings = Settings(index=seeded_dir, query_encoder="onnx", cache_dir=seeded_dir / "nocache")
     with pytest.raises(onnx_encoder.EncoderUnavailable, match="onnxruntime"):
         _ = Sift(settings).query_encoder
+
+
+def test_sift_index_prepares_the_query_encoder(tmp_path: Path) -> None:
+    """After `sift index`, the first `sift search` finds the export ready."""
+    from typer.testing import CliRunner
+
+    from search.cli import app
+
+    cache = tmp_path / "cache"
+    env = {"SIFT_CACHE_DIR": str(cache)}
+    index = ["--index", str(tmp_path / "index")]
+    done = CliRunner().invoke(app, ["index", str(SEEDS), *index], env=env)
+    assert done.exit_code == 0, done.output
+    (exported,) = (cache / "encoders").iterdir()
+    assert (exported / SPEC_FILE).is_file()
+    engine = Sift(Settings(index=tmp_path / "index", cache_dir=cache))
+    assert engine.queries_ready()
+    assert exported.name == engine.reader.manifest.model.fingerprint
