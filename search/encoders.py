@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -41,22 +42,17 @@ def choose_query_encoder(
     `auto` takes the cached ONNX export of the index's weights, exporting it first (once per
     model, with torch) where there is none; a model that does not export, or a machine without
     onnxruntime, gets the torch model. `onnx` insists; `torch` never exports."""
-    wanted = settings.query_encoder
-    if wanted == "torch" or not _asks_for_index_model(settings, manifest):
+    if not _wants_onnx(settings, manifest):
         return torch_model()
     found = cached_encoder(settings.cache_dir, manifest.model.fingerprint, settings.query_threads)
     if found is not None:
         return found
-    if not onnxruntime_available():
-        if wanted == "onnx":
-            raise EncoderUnavailable("query_encoder is onnx but onnxruntime is not installed")
-        return torch_model()
     embedder = torch_model()  # checks the weights against the index's
     try:
         directory = export_encoder(embedder, settings.cache_dir)
         return OnnxEncoder(directory, threads=settings.query_threads)
     except (EncoderUnavailable, OSError) as exc:
-        if wanted == "onnx":
+        if settings.query_encoder == "onnx":
             raise
         log.info("queries use the torch model: %s", exc)
         return embedder
@@ -64,24 +60,23 @@ def choose_query_encoder(
 
 def query_encoder_ready(settings: Settings, manifest: Manifest) -> bool:
     """True when a search needs no export first: one is cached, or none would be made."""
-    if settings.query_encoder == "torch" or not onnxruntime_available():
-        return True
-    if not _asks_for_index_model(settings, manifest):
+    if not _wants_onnx(settings, manifest) or not onnxruntime_available():
         return True
     return cached_encoder(settings.cache_dir, manifest.model.fingerprint) is not None
 
 
-def prepare_query_encoder(settings: Settings, embedder: Embedder) -> None:
+def prepare_query_encoder(embedder: Embedder, cache_dir: Path) -> None:
     """After indexing with torch: export the model for queries now, so the first search after
     it starts fast. Never fails the indexing it follows."""
-    if settings.query_encoder == "torch" or not onnxruntime_available():
-        return
     try:
-        export_encoder(embedder, settings.cache_dir)
+        export_encoder(embedder, cache_dir)
     except (EncoderUnavailable, OSError) as exc:
         log.info("no ONNX query encoder for %s: %s", embedder.name, exc)
 
 
-def _asks_for_index_model(settings: Settings, manifest: Manifest) -> bool:
-    """True unless the settings name a model other than the index's (which torch refuses)."""
+def _wants_onnx(settings: Settings, manifest: Manifest) -> bool:
+    """ONNX for queries unless the settings say torch, or name a model other than the index's
+    (which the torch model then refuses, naming both)."""
+    if settings.query_encoder == "torch":
+        return False
     return settings.model is None or resolve_model(settings.model)[0] == manifest.model.name

@@ -134,7 +134,7 @@ class Sift:
         machine, a few seconds): the first search then starts fast. Never raises for a model
         that does not export; that model keeps torch for its queries."""
         if not self.queries_ready():
-            prepare_query_encoder(self.settings, self.embedder)
+            prepare_query_encoder(self.embedder, self.settings.cache_dir)
 
     def _check_format(self, manifest: Manifest | None) -> None:
         if manifest is not None and manifest.format_version > FORMAT_VERSION:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from index.embed import Embedder
-from index.onnx_encoder import SPEC_FILE, OnnxEncoder, cached_encoder, encoder_dir
+from index.onnx_encoder import MODEL_FILE, SPEC_FILE, OnnxEncoder, cached_encoder, encoder_dir
 from index.settings import Settings
 from search.engine import Sift
 from search.results import SearchRequest
@@ -86,22 +87,24 @@ def test_each_index_gets_the_encoder_of_its_own_weights(
     assert seeded.query_encoder.directory != encoder.directory
 
 
-def test_a_damaged_cache_entry_is_exported_again(seeded_dir: Path) -> None:
-    settings = Settings(index=seeded_dir)
-    engine = Sift(settings)
-    directory = encoder_dir(settings.cache_dir, engine.reader.manifest.model.fingerprint)
-    spec = directory / SPEC_FILE
-    saved = spec.read_bytes()
-    try:
-        spec.write_text("{not json", encoding="utf-8")
-        assert cached_encoder(settings.cache_dir, directory.name) is None
-        hits = engine.search(SearchRequest(q="casualty estimates", k=3)).results
-        assert hits[0].article_id == "north-korea-casualties.txt"
-        assert isinstance(engine.query_encoder, OnnxEncoder)  # exported anew
-        assert cached_encoder(settings.cache_dir, directory.name) is not None
-    finally:
-        if not spec.exists():
-            spec.write_bytes(saved)
+@pytest.mark.parametrize("damaged", [SPEC_FILE, MODEL_FILE])
+def test_a_damaged_cache_entry_is_exported_again(
+    seeded: Sift, tmp_path: Path, damaged: str
+) -> None:
+    """A cache entry that cannot be used (a half-written file, a disk error) never breaks a
+    search: the model is exported again."""
+    fingerprint = seeded.reader.manifest.model.fingerprint
+    _ = seeded.query_encoder  # the session's cache holds the export
+    cache = tmp_path / "cache"
+    source = encoder_dir(seeded.settings.cache_dir, fingerprint)
+    shutil.copytree(source, encoder_dir(cache, fingerprint))
+    (encoder_dir(cache, fingerprint) / damaged).write_bytes(b"{not what it should be")
+    assert cached_encoder(cache, fingerprint) is None
+    engine = Sift(Settings(index=seeded.directory, cache_dir=cache))
+    hits = engine.search(SearchRequest(q="casualty estimates", k=3)).results
+    assert hits[0].article_id == "north-korea-casualties.txt"
+    assert isinstance(engine.query_encoder, OnnxEncoder)  # exported anew
+    assert cached_encoder(cache, fingerprint) is not None
 
 
 def test_onnx_can_be_insisted_on_and_refused(
