@@ -76,6 +76,7 @@ class Sift:
         self.directory = Path(settings.index).expanduser()
         self._embedder: Embedder | None = None
         self._query_encoder: QueryEncoder | None = None
+        self._queries_ready = False
         self._query_lock = threading.Lock()
         self._reader: IndexReader | None = None
         self._write_lock = threading.Lock()
@@ -126,8 +127,11 @@ class Sift:
             return self._query_encoder
 
     def queries_ready(self) -> bool:
-        """True when the first search needs no export of the model first (prepare_queries)."""
-        return query_encoder_ready(self.settings, self.reader.manifest)
+        """True when the first search needs no export of the model first (prepare_queries).
+        Once true it stays true for this engine: a server asks after every write."""
+        if not self._queries_ready:
+            self._queries_ready = query_encoder_ready(self.settings, self.reader.manifest)
+        return self._queries_ready
 
     def prepare_queries(self) -> None:
         """Export the index's model for queries now, if that is still to do (once per model and
