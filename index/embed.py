@@ -193,7 +193,7 @@ class Embedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            out.append(_unit_rows(np.asarray(vectors, dtype=np.float32)))
+            out.append(unit_rows(np.asarray(vectors, dtype=np.float32)))
             if progress is not None:
                 progress(len(chunk))
         return np.ascontiguousarray(np.vstack(out))
@@ -245,11 +245,12 @@ class Embedder:
                 out[rows] = embedded.float().cpu().numpy()
                 if progress is not None:
                     progress(len(rows))
-        return np.ascontiguousarray(_unit_rows(out))
+        return np.ascontiguousarray(unit_rows(out))
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    # Reduced-precision models normalise in their own precision; redo it in float32.
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (in float32: reduced-precision models normalise in their
+    own precision, so it is redone here)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from index.embed import unit_rows
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -170,7 +172,7 @@ class OnnxEncoder:
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         pooled = pooled.astype(np.float32)
         if self.spec.normalize:
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            pooled = unit_rows(pooled)
         return pooled
 
 
@@ -283,8 +285,6 @@ def _verify(staging: Path, reference: SentenceTransformer) -> None:
     """The export must give the fp32 torch model's vectors, padded batches included."""
     expected = reference.encode(_PROBES, batch_size=len(_PROBES), convert_to_numpy=True)
     got = OnnxEncoder(staging, batch_size=len(_PROBES)).encode(_PROBES)
-    expected = expected / np.maximum(np.linalg.norm(expected, axis=1, keepdims=True), 1e-12)
-    got = got / np.maximum(np.linalg.norm(got, axis=1, keepdims=True), 1e-12)
-    cosine = float((expected * got).sum(axis=1).min())
+    cosine = float((unit_rows(expected) * unit_rows(got)).sum(axis=1).min())
     if cosine < MIN_COSINE:
         raise EncoderUnavailable(f"the ONNX export differs from the model (cosine {cosine:.5f})")

@@ -141,6 +141,7 @@ class Sift:
         that does not export; that model keeps torch for its queries."""
         if not self.queries_ready():
             prepare_query_encoder(self.embedder, self.settings.cache_dir)
+            self._queries_ready = True  # exported, or the model keeps torch: nothing more to do
 
     def _check_format(self, manifest: Manifest | None) -> None:
         if manifest is not None and manifest.format_version > FORMAT_VERSION:
