@@ -1,5 +1,5 @@
 """sift's JSON API: a FastAPI app over `search.engine.Sift`."""
 
-from api.app import create_app
+from sift.api.app import create_app
 
 __all__ = ["create_app"]

@@ -8,18 +8,17 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI, Security
-
-from api import errors, logs
-from api.cors import Cors
-from api.limits import BodyLimit
-from api.metrics import Metrics
-from api.observe import Observe
-from api.page import page, static, views
-from api.routes import ERROR, meta, ops, reads, writes
-from api.security import require_key
-from index.settings import Settings
-from index.store import IndexNotFound
-from search.engine import Sift
+from sift.api import errors, logs
+from sift.api.cors import Cors
+from sift.api.limits import BodyLimit
+from sift.api.metrics import Metrics
+from sift.api.observe import Observe
+from sift.api.page import page, static, views
+from sift.api.routes import ERROR, meta, ops, reads, writes
+from sift.api.security import require_key
+from sift.index.store import IndexNotFound
+from sift.search.engine import Sift
+from sift.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -20,10 +20,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest, SearchResponse
 from starlette.concurrency import run_in_threadpool
-
-from search.engine import Sift
-from search.results import SearchRequest, SearchResponse
 
 _Item = tuple[SearchRequest, "asyncio.Future[SearchResponse]"]
 

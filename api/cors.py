@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from sift.api.errors import error
+from sift.api.observe import HEADER
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 from starlette.types import ASGIApp
-
-from api.errors import error
-from api.observe import HEADER
 
 #: Headers a response brings along that describe its own body, which the JSON body replaces.
 _BODY_HEADERS = {"content-length", "content-type"}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-
-from api.batcher import SearchBatcher
-from api.metrics import Metrics
-from index.settings import Settings
-from search.engine import Sift
+from sift.api.batcher import SearchBatcher
+from sift.api.metrics import Metrics
+from sift.search.engine import Sift
+from sift.settings import Settings
 
 
 def get_engine(request: Request) -> Sift:

@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sift.index.embed import ModelError
+from sift.index.store import IndexNotFound, StoreError
+from sift.index.writer import ModelMismatch, WriterBusy
+from sift.search.engine import InvalidRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from index.embed import ModelError
-from index.store import IndexNotFound, StoreError
-from index.writer import ModelMismatch, WriterBusy
-from search.engine import InvalidRequest
 
 log = logging.getLogger("sift.api")
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from fastapi import HTTPException
+from sift.api.errors import error
+from sift.index.records import Article
+from sift.settings import Settings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from api.errors import error
-from index.records import Article
-from index.settings import Settings
 
 
 class BodyTooLarge(HTTPException):

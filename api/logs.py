@@ -11,7 +11,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
-from index.logs import JsonFormatter
+from sift.logs import JsonFormatter
 
 #: The id of the request being served, for every log line written while serving it.
 request_id: ContextVar[str] = ContextVar("request_id", default="-")

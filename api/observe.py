@@ -11,11 +11,10 @@ import re
 import time
 import uuid
 
+from sift.api.errors import error
+from sift.api.logs import request_id
+from sift.api.metrics import Metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from api.errors import error
-from api.logs import request_id
-from api.metrics import Metrics
 
 access = logging.getLogger("sift.access")
 log = logging.getLogger("sift.api")

@@ -14,9 +14,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-
-from api.deps import EngineDep, SettingsDep
-from index.store import IndexNotFound
+from sift.api.deps import EngineDep, SettingsDep
+from sift.index.store import IndexNotFound
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

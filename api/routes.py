@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
-
-from api.deps import BatcherDep, EngineDep, MetricsDep, SettingsDep
-from api.limits import check_batch
-from api.metrics import CONTENT_TYPE
-from api.schemas import BatchResults, BatchSearch, ErrorBody, Health, IndexResult
-from index.records import Article
-from index.store import IndexNotFound
-from search.results import ArticleView, IndexStats, SearchRequest, SearchResponse
+from sift.api.deps import BatcherDep, EngineDep, MetricsDep, SettingsDep
+from sift.api.limits import check_batch
+from sift.api.metrics import CONTENT_TYPE
+from sift.api.schemas import BatchResults, BatchSearch, ErrorBody, Health, IndexResult
+from sift.index.records import Article
+from sift.index.store import IndexNotFound
+from sift.search.results import ArticleView, IndexStats, SearchRequest, SearchResponse
 
 ERROR = {"model": ErrorBody}
 errors: dict[int | str, dict[str, Any]] = {s: ERROR for s in (400, 404, 409, 422, 503)}

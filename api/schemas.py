@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
-
-from index.writer import IndexSummary
-from search.results import SearchRequest, SearchResponse
+from sift.index.writer import IndexSummary
+from sift.search.results import SearchRequest, SearchResponse
 
 
 class ErrorBody(BaseModel):

@@ -51,7 +51,7 @@ def timed_run(command: list[str]) -> float:
 def slowest_imports(index: Path, top: int = 8) -> dict[str, float]:
     """Cumulative import time (s) of the slowest top-level packages of one `sift search`."""
     run = subprocess.run(
-        [PYTHON, "-X", "importtime", "-m", "search", "search", QUERY, "--index", str(index)],
+        [PYTHON, "-X", "importtime", "-m", "sift.cli", "search", QUERY, "--index", str(index)],
         capture_output=True,
         text=True,
         check=True,
@@ -71,9 +71,9 @@ def phases(index: Path) -> dict[str, float]:
     script = f"""
 import time, json
 t0 = time.perf_counter()
-from search.engine import Sift
-from index.settings import Settings
-from search.results import SearchRequest
+from sift.search.engine import Sift
+from sift.settings import Settings
+from sift.search.results import SearchRequest
 t1 = time.perf_counter()
 import sentence_transformers
 t2 = time.perf_counter()

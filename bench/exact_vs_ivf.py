@@ -21,11 +21,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import faiss
 from _common import emit, queries
 from recall import K, recall, stored_matrix
+from sift.index.embed import Embedder
+from sift.index.store import connect
+from sift.index.vectors import TRAIN_PER_LIST, nearest, new_flat, plan
 from synthetic import build as synthetic_index
-
-from index.embed import Embedder
-from index.store import connect
-from index.vectors import TRAIN_PER_LIST, nearest, new_flat, plan
 
 CANDIDATES = 200
 

@@ -29,12 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import bbc_articles, emit
-
-from index.embed import Embedder
-from index.settings import Settings
-from index.split import split_sentences
-from index.writer import embedding_text
-from search.engine import Sift
+from sift.index.embed import Embedder
+from sift.index.split import split_sentences
+from sift.index.writer import embedding_text
+from sift.search.engine import Sift
+from sift.settings import Settings
 
 
 def main() -> None:

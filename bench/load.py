@@ -27,9 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import EVAL, bbc_articles, emit
 from _server import ROOT, serve
-
-from index.settings import Settings
-from search.engine import Sift
+from sift.search.engine import Sift
+from sift.settings import Settings
 
 QUERIES = [
     "casualty estimates",
@@ -88,7 +87,7 @@ def main() -> None:
         engine.index_paths([ROOT / "seeds"])
         corpus = "seeds"
         if EVAL.exists():
-            from index.records import Article
+            from sift.index.records import Article
 
             engine.index_articles(
                 Article(id=a["id"], title=a["title"], text=a["text"]) for a in bbc_articles()

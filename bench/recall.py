@@ -27,12 +27,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import faiss
 from _common import emit, queries
+from sift.index.embed import Embedder
+from sift.index.store import connect
+from sift.index.vectors import TRAIN_PER_LIST
+from sift.search.reader import IndexReader
 from synthetic import build as synthetic_index
-
-from index.embed import Embedder
-from index.store import connect
-from index.vectors import TRAIN_PER_LIST
-from search.reader import IndexReader
 
 K = 10
 CANDIDATES = 200  # Settings.candidates: what a search asks of the vector index

@@ -34,12 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import need_eval
-
-from index.manifest import MANIFEST_FILE, Counts, manifest_json, write_json_atomically
-from index.store import SCHEMA, connect, read_manifest, save_vectors
-from index.vectors import build as build_vectors
-from index.vectors import plan
-from index.writer import keyword_context
+from sift.index.manifest import MANIFEST_FILE, Counts, manifest_json, write_json_atomically
+from sift.index.store import SCHEMA, connect, read_manifest, save_vectors
+from sift.index.vectors import build as build_vectors
+from sift.index.vectors import plan
+from sift.index.writer import keyword_context
 
 CACHE = Path(os.environ.get("SIFT_BENCH_CACHE", "/tmp/sift-bench"))
 NOISE = 0.025
@@ -50,8 +49,8 @@ def bbc_index() -> Path:
     """The real BBC News index, built once with `sift index`."""
     directory = CACHE / "bbc"
     if not (directory / MANIFEST_FILE).exists():
-        from index.settings import Settings
-        from search.engine import Sift
+        from sift.search.engine import Sift
+        from sift.settings import Settings
 
         corpus = CACHE / "bbc.jsonl"
         corpus.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """The writer side of sift: read articles, split sentences, embed, store."""
 
-from index.embed import Embedder, ModelError
-from index.ingest import read_inputs
-from index.records import Article, Failure, Sentence
-from index.settings import Settings, get_settings
-from index.split import split_sentences
-from index.store import IndexNotFound, StoreError
-from index.writer import IndexSummary, IndexWriter, ModelMismatch, WriterBusy
+from sift.index.embed import Embedder, ModelError
+from sift.index.ingest import read_inputs
+from sift.index.records import Article, Failure, Sentence
+from sift.index.split import split_sentences
+from sift.index.store import IndexNotFound, StoreError
+from sift.index.writer import IndexSummary, IndexWriter, ModelMismatch, WriterBusy
+from sift.settings import Settings, get_settings
 
 __all__ = [
     "Article",

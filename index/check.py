@@ -11,9 +11,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
-from index.embed import Embedder
-from index.manifest import (
+from sift.index.embed import Embedder
+from sift.index.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     Manifest,
@@ -21,7 +20,7 @@ from index.manifest import (
     vectors_file,
     write_json_atomically,
 )
-from index.store import (
+from sift.index.store import (
     BAD_VECTOR_SQL,
     MISMATCHED_SENTENCES_SQL,
     POSITION_GAPS_SQL,
@@ -250,7 +249,7 @@ def _check_rows(conn: sqlite3.Connection, dimension: int, say: Callable[..., Non
 
 def repair_index(directory: Path, embedder: Embedder) -> CheckReport:
     """Rebuild what can be rebuilt from the stored article text, then check again."""
-    from index.writer import IndexWriter  # the writer side; only repair needs it
+    from sift.index.writer import IndexWriter  # the writer side; only repair needs it
 
     before = check_index(directory, embedder)
     codes = {p.code for p in before.problems}

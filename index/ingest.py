@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-
-from index.records import Article, Failure
+from sift.index.records import Article, Failure
 
 TEXT_SUFFIXES = {".txt", ".text"}
 MARKDOWN_SUFFIXES = {".md", ".markdown"}

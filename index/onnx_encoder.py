@@ -30,13 +30,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel
-
-from index.embed import unit_rows
+from sift.index.embed import unit_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-    from index.embed import Embedder
+    from sift.index.embed import Embedder
 
 ENCODER_FORMAT = 1
 SPEC_FILE = "encoder.json"

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import faiss
 from filelock import FileLock, Timeout
-
-from index.manifest import (
+from sift.index.manifest import (
     LOCK_FILE,
     MANIFEST_FILE,
     Manifest,
@@ -26,8 +25,8 @@ from index.manifest import (
     vectors_file,
     write_json_atomically,
 )
-from index.store import StoreError, connect, load_vectors, read_manifest, save_vectors
-from index.vectors import EXACT_MAX, build, plan, why_rebuild
+from sift.index.store import StoreError, connect, load_vectors, read_manifest, save_vectors
+from sift.index.vectors import EXACT_MAX, build, plan, why_rebuild
 
 log = logging.getLogger("sift.index")
 

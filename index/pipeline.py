@@ -13,8 +13,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from index.records import Article, Failure, Sentence
-from index.split import split_sentences
+from sift.index.records import Article, Failure, Sentence
+from sift.index.split import split_sentences
 
 #: Articles read ahead of the model at most.
 DEPTH = 64

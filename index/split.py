@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from importlib.metadata import version
 
 from sentencex import get_sentence_boundaries
-
-from index.records import Sentence
+from sift.index.records import Sentence
 
 SPLITTER_NAME = "sentencex-news"
 SPLITTER_VERSION = f"1+sentencex{version('sentencex')}"

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import faiss
 from filelock import FileLock, Timeout
-
-from index.manifest import DATABASE_FILE, LOCK_FILE, Manifest, VectorsInfo, vectors_file
-from index.vectors import build, new_flat, single_threaded
+from sift.index.manifest import DATABASE_FILE, LOCK_FILE, Manifest, VectorsInfo, vectors_file
+from sift.index.vectors import build, new_flat, single_threaded
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (

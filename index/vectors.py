@@ -23,8 +23,7 @@ import sqlite3
 
 import faiss
 import numpy as np
-
-from index.manifest import VectorsInfo, now_iso
+from sift.index.manifest import VectorsInfo, now_iso
 
 # faiss-cpu 1.15 computes distances with BLAS only from 128,000 queries on: batched exact
 # search, k-means training and IVF assignment are then ~10x slower than they should be.

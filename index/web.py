@@ -19,7 +19,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the `web` extra is not installed
     raise ImportError("fetching URLs needs the web extra: pip install 'sift-search[web]'") from exc
 
-from index.settings import Settings
+from sift.settings import Settings
 
 log = logging.getLogger("sift.web")
 

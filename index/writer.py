@@ -14,9 +14,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 from filelock import FileLock, Timeout
-
-from index.embed import Embedder
-from index.manifest import (
+from sift.index.embed import Embedder
+from sift.index.manifest import (
     DATABASE_FILE,
     LOCK_FILE,
     MANIFEST_FILE,
@@ -29,11 +28,11 @@ from index.manifest import (
     vectors_file,
     write_json_atomically,
 )
-from index.optimize import maybe_optimize
-from index.pipeline import read_ahead
-from index.records import Article, Failure, Sentence
-from index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
-from index.store import (
+from sift.index.optimize import maybe_optimize
+from sift.index.pipeline import read_ahead
+from sift.index.records import Article, Failure, Sentence
+from sift.index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
+from sift.index.store import (
     BAD_VECTOR_SQL,
     MISMATCHED_SENTENCES_SQL,
     POSITION_GAPS_SQL,

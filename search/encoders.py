@@ -9,17 +9,16 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from index.embed import Embedder, resolve_model
-from index.manifest import Manifest
-from index.onnx_encoder import (
+from sift.index.embed import Embedder, resolve_model
+from sift.index.manifest import Manifest
+from sift.index.onnx_encoder import (
     EncoderUnavailable,
     OnnxEncoder,
     cached_encoder,
     export_encoder,
     onnxruntime_available,
 )
-from index.settings import Settings
+from sift.settings import Settings
 
 log = logging.getLogger("sift")
 

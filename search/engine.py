@@ -8,25 +8,31 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-
-from index.embed import Embedder
-from index.ingest import IngestTally, read_inputs
-from index.manifest import FORMAT_VERSION, Manifest
-from index.records import Article, Failure
-from index.settings import Settings
-from index.store import StoreError, connect, read_manifest
-from index.writer import IndexSummary, IndexWriter, check_model
-from search.encoders import (
+from sift.index.embed import Embedder
+from sift.index.ingest import IngestTally, read_inputs
+from sift.index.manifest import FORMAT_VERSION, Manifest
+from sift.index.records import Article, Failure
+from sift.index.store import StoreError, connect, read_manifest
+from sift.index.writer import IndexSummary, IndexWriter, check_model
+from sift.search.encoders import (
     QueryEncoder,
     choose_query_encoder,
     prepare_query_encoder,
     query_encoder_ready,
 )
-from search.filters import ArticleFilter
-from search.passages import build_hits, select
-from search.ranking import rank_articles, rank_sentences
-from search.reader import IndexReader
-from search.results import ArticleHit, ArticleView, Hit, IndexStats, SearchRequest, SearchResponse
+from sift.search.filters import ArticleFilter
+from sift.search.passages import build_hits, select
+from sift.search.ranking import rank_articles, rank_sentences
+from sift.search.reader import IndexReader
+from sift.search.results import (
+    ArticleHit,
+    ArticleView,
+    Hit,
+    IndexStats,
+    SearchRequest,
+    SearchResponse,
+)
+from sift.settings import Settings
 
 
 def _response(

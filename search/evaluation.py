@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.records import Article
-from index.settings import Settings
-from search.engine import Sift
-from search.results import SearchRequest, SearchResponse
+from sift.index.records import Article
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest, SearchResponse
+from sift.settings import Settings
 
 DEFAULT_SQUAD = Path("../shared/eval/squad_v1.1_dev/dev-v1.1.json.gz")
 MODES = ("hybrid", "dense", "keyword")

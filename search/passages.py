@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from search.reader import IndexReader, SentenceRow
-from search.results import Hit
+from sift.search.reader import IndexReader, SentenceRow
+from sift.search.results import Hit
 
 _TOKEN = re.compile(r"\w+")
 _MIN_WORDS_FOR_OVERLAP = 5

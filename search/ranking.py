@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from index.settings import Settings
-from search.filters import ArticleFilter
-from search.fusion import ranked, rrf
-from search.keyword import match_expression
-from search.reader import IndexReader
+from sift.search.filters import ArticleFilter
+from sift.search.fusion import ranked, rrf
+from sift.search.keyword import match_expression
+from sift.search.reader import IndexReader
+from sift.settings import Settings
 
 #: How many of the best articles by their own BM25 lend their rank to their sentences.
 ARTICLE_DEPTH = 50

@@ -11,12 +11,18 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
-from index.manifest import Manifest, vectors_file
-from index.store import StoreError, connect, load_vectors, metadata_of, read_manifest, writer_busy
-from index.vectors import nearest
-from search.filters import ArticleFilter
-from search.results import ArticleView, IndexStats
+from sift.index.manifest import Manifest, vectors_file
+from sift.index.store import (
+    StoreError,
+    connect,
+    load_vectors,
+    metadata_of,
+    read_manifest,
+    writer_busy,
+)
+from sift.index.vectors import nearest
+from sift.search.filters import ArticleFilter
+from sift.search.results import ArticleView, IndexStats
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
-
-from search.filters import ArticleFilter
+from sift.search.filters import ArticleFilter
 
 #: Hard ceilings, whatever the settings say; the settings may lower them.
 MAX_K = 1000

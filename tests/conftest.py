@@ -20,9 +20,9 @@ for _name in [n for n in os.environ if n.startswith("SIFT_")]:
 os.environ["SIFT_CACHE_DIR"] = tempfile.mkdtemp(prefix="sift-test-cache-")
 atexit.register(shutil.rmtree, os.environ["SIFT_CACHE_DIR"], True)
 
-from index.embed import Embedder  # noqa: E402
-from index.settings import Settings  # noqa: E402
-from search.engine import Sift  # noqa: E402
+from sift.index.embed import Embedder  # noqa: E402
+from sift.search.engine import Sift  # noqa: E402
+from sift.settings import Settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
@@ -72,8 +72,7 @@ def other_model(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) ->
 
     import torch
     from safetensors.torch import load_file, save_file
-
-    from index.embed import resolve_model
+    from sift.index.embed import resolve_model
 
     source = Path(resolve_model(None)[1])
     target = tmp_path_factory.mktemp("models") / "tweaked-minilm"

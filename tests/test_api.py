@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
-from index.settings import Settings
-from search.engine import Sift
-from search.results import SearchRequest
 from tests.api_server import free_port, serve
 from tests.test_cli import SIFT
 

@@ -14,9 +14,9 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from sift.api.app import create_app
+from sift.settings import Settings
 
-from api.app import create_app
-from index.settings import Settings
 from tests.api_server import Server, copy_index, serve
 
 KEY = "test-key-0123456789"

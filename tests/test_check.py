@@ -10,12 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from index.check import check_index, repair_index
-from index.embed import Embedder
-from index.settings import Settings
-from search.engine import Sift
-from search.results import SearchRequest
+from sift.index.check import check_index, repair_index
+from sift.index.embed import Embedder
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
 
 @pytest.fixture
@@ -114,9 +113,8 @@ def test_missing_index_is_reported(tmp_path: Path) -> None:
 
 
 def test_sift_check_command(damaged: Path) -> None:
+    from sift.cli.main import app
     from typer.testing import CliRunner
-
-    from search.cli import app
 
     runner = CliRunner()
     assert runner.invoke(app, ["check", "--index", str(damaged)]).exit_code == 0

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sift.cli.main import app
 from typer.testing import CliRunner
 
-from search.cli import app
 from tests.conftest import ROOT, SEEDS, write
 
 SIFT = shutil.which("sift", path=str(Path(sys.executable).parent)) or "sift"
@@ -50,7 +50,7 @@ def test_demo_index_then_search_json(tmp_path: Path) -> None:
 
 def test_python_dash_m_search_is_the_same_cli() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "search", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sift.cli", "--help"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0
     for command in ("index", "search", "serve", "stats", "remove", "show"):

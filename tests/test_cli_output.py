@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from sift.cli.main import app
 from typer.testing import CliRunner
 
-from search.cli import app
 from tests.api_server import free_port
 from tests.conftest import write
 from tests.test_cli import SIFT

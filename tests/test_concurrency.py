@@ -12,11 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sift.index.records import Article
+from sift.index.writer import WriterBusy
+from sift.search.engine import Sift
+from sift.settings import Settings
 
-from index.records import Article
-from index.settings import Settings
-from index.writer import WriterBusy
-from search.engine import Sift
 from tests.api_server import serve
 
 ROUNDS = 6
@@ -24,9 +24,9 @@ LIVE = 8
 
 WRITER = r"""
 import sys
-from index.records import Article
-from index.settings import Settings
-from search.engine import Sift
+from sift.index.records import Article
+from sift.settings import Settings
+from sift.search.engine import Sift
 from tests.test_concurrency import version_text, LIVE
 engine = Sift(Settings(index=sys.argv[1]))
 for round_ in range(int(sys.argv[2])):

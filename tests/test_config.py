@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sift.cli.main import app
+from sift.settings import ConfigError, Settings, describe
 from typer.testing import CliRunner
 
-from index.settings import ConfigError, Settings, describe
-from search.cli import app
 from tests.conftest import write
 
 runner = CliRunner()

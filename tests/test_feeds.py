@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sift.cli.main import app
+from sift.index.embed import Embedder
+from sift.index.feeds import LiveSources, Page, parse_feed
+from sift.index.web import USER_AGENT, Fetcher, FetchError, FetchPolicy
 from typer.testing import CliRunner
 
-from index.embed import Embedder
-from index.feeds import LiveSources, Page, parse_feed
-from index.web import USER_AGENT, Fetcher, FetchError, FetchPolicy
-from search.cli import app
 from tests.news_site import (
     STORIES,
     Request,

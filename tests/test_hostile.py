@@ -9,15 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sift.cli.main import app
+from sift.index.check import check_index
+from sift.index.embed import Embedder
+from sift.index.records import Article
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 from typer.testing import CliRunner
 
-from index.check import check_index
-from index.embed import Embedder
-from index.records import Article
-from index.settings import Settings
-from search.cli import app
-from search.engine import Sift
-from search.results import SearchRequest
 from tests.conftest import write
 
 runner = CliRunner()
@@ -137,7 +137,7 @@ def test_article_size_limit_applies_to_api_style_input(tmp_path: Path, embedder:
 
 
 def test_symlinks_never_lead_outside_the_named_folder(tmp_path: Path) -> None:
-    from index.ingest import read_inputs
+    from sift.index.ingest import read_inputs
 
     secret = write(tmp_path / "outside" / "secret.txt", "Private notes.\n")
     inside = tmp_path / "corpus"

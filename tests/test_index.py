@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sift.index.embed import Embedder
+from sift.index.records import Article, Failure
+from sift.index.store import StoreError
+from sift.index.writer import IndexWriter, ModelMismatch, WriterBusy
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
-from index.embed import Embedder
-from index.records import Article, Failure
-from index.settings import Settings
-from index.store import StoreError
-from index.writer import IndexWriter, ModelMismatch, WriterBusy
-from search.engine import Sift
-from search.results import SearchRequest
 from tests.conftest import SEEDS, write
 
 
@@ -153,7 +153,7 @@ def test_opening_with_another_model_is_refused(seeded_dir: Path, other_model: Pa
 def test_same_weights_under_another_path_is_the_same_model(
     seeded_dir: Path, tmp_path: Path
 ) -> None:
-    from index.embed import resolve_model
+    from sift.index.embed import resolve_model
 
     copy = tmp_path / "same-model"
     shutil.copytree(resolve_model(None)[1], copy)

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from sift.index.ingest import IngestTally, read_inputs
+from sift.index.records import Article, Failure
 
-from index.ingest import IngestTally, read_inputs
-from index.records import Article, Failure
 from tests.conftest import SEEDS, write
 
 

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sift.index.embed import Embedder, choose_backend
+from sift.index.pipeline import DEPTH, read_ahead
+from sift.index.records import Article, Failure
+from sift.index.writer import embedding_text
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
-from index.embed import Embedder, choose_backend
-from index.pipeline import DEPTH, read_ahead
-from index.records import Article, Failure
-from index.settings import Settings
-from index.writer import embedding_text
-from search.engine import Sift
-from search.results import SearchRequest
 from tests.conftest import SEEDS
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sift.index.embed import Embedder
+from sift.index.onnx_encoder import MODEL_FILE, SPEC_FILE, OnnxEncoder, cached_encoder, encoder_dir
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
-from index.embed import Embedder
-from index.onnx_encoder import MODEL_FILE, SPEC_FILE, OnnxEncoder, cached_encoder, encoder_dir
-from index.settings import Settings
-from search.engine import Sift
-from search.results import SearchRequest
 from tests.conftest import ROOT, SEEDS
 
 SENTENCES = [
@@ -57,7 +57,7 @@ def test_sift_search_does_not_load_torch(seeded_dir: Path) -> None:
     """What makes a cold `sift search` fast: no torch, no sentence-transformers."""
     script = (
         "import sys\n"
-        "from search.cli import main\n"
+        "from sift.cli.main import main\n"
         "sys.argv = ['sift', 'search', 'casualty estimates', '--json']\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
         "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers')"
@@ -111,8 +111,8 @@ def test_onnx_can_be_insisted_on_and_refused(
     seeded_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """query_encoder=onnx without onnxruntime is a clear error, not a silent slow path."""
-    import index.onnx_encoder as onnx_encoder
-    import search.encoders as encoders
+    import sift.index.onnx_encoder as onnx_encoder
+    import sift.search.encoders as encoders
 
     monkeypatch.setattr(onnx_encoder, "onnxruntime_available", lambda: False)
     monkeypatch.setattr(encoders, "onnxruntime_available", lambda: False)
@@ -123,9 +123,8 @@ def test_onnx_can_be_insisted_on_and_refused(
 
 def test_sift_index_prepares_the_query_encoder(tmp_path: Path) -> None:
     """After `sift index`, the first `sift search` finds the export ready."""
+    from sift.cli.main import app
     from typer.testing import CliRunner
-
-    from search.cli import app
 
     cache = tmp_path / "cache"
     env = {"SIFT_CACHE_DIR": str(cache)}

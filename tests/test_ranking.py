@@ -9,12 +9,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-
-from index.records import Article
-from index.settings import Settings
-from search.engine import Sift
-from search.keyword import match_expression
-from search.results import SearchRequest
+from sift.index.records import Article
+from sift.search.engine import Sift
+from sift.search.keyword import match_expression
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
 MODES = ["hybrid", "dense", "keyword"]
 
@@ -272,9 +271,8 @@ def test_batch_search_equals_single_searches(seeded: Sift) -> None:
 
 
 def test_cli_batch_file_writes_one_json_line_per_query(seeded_dir: Path, tmp_path: Path) -> None:
+    from sift.cli.main import app
     from typer.testing import CliRunner
-
-    from search.cli import app
 
     queries = tmp_path / "q.jsonl"
     queries.write_text(

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
-from index.settings import Settings
-from index.store import IndexNotFound
-from search.engine import InvalidRequest, Sift
-from search.results import SearchRequest
+from sift.index.store import IndexNotFound
+from sift.search.engine import InvalidRequest, Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
 CONTRACT_KEYS = {
     "rank",

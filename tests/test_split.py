@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from index.split import split_sentences
+from sift.index.split import split_sentences
 
 CASES = [
     # abbreviations

@@ -13,19 +13,19 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from sift.api.batcher import SearchBatcher
+from sift.cli.main import app
+from sift.index.embed import Embedder
+from sift.index.manifest import Manifest, VectorsInfo
+from sift.index.optimize import optimize
+from sift.index.records import Article
+from sift.index.store import connect, read_manifest
+from sift.index.vectors import EXACT_AMONG, FLAT, IVF, build, kind_of, nearest, plan, why_rebuild
+from sift.search.engine import InvalidRequest, Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 from typer.testing import CliRunner
 
-from api.batcher import SearchBatcher
-from index.embed import Embedder
-from index.manifest import Manifest, VectorsInfo
-from index.optimize import optimize
-from index.records import Article
-from index.settings import Settings
-from index.store import connect, read_manifest
-from index.vectors import EXACT_AMONG, FLAT, IVF, build, kind_of, nearest, plan, why_rebuild
-from search.cli import app
-from search.engine import InvalidRequest, Sift
-from search.results import SearchRequest
 from tests.conftest import EVAL
 
 DIM = 384

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 import pytest
+from sift.index.check import check_index
+from sift.index.embed import Embedder
+from sift.index.split import split_sentences
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
 
-from index.check import check_index
-from index.embed import Embedder
-from index.settings import Settings
-from index.split import split_sentences
-from search.engine import Sift
-from search.results import SearchRequest
 from tests.test_cli import SIFT
 
 KILLS = int(os.environ.get("STRESS_KILLS", "3"))
@@ -121,7 +121,7 @@ def test_a_crash_around_the_commit_leaves_a_committed_state(
     """A crash while writing the vectors file (before the commit) leaves the previous state;
     one while rewriting manifest.json (after it) leaves the new one, and check brings the file
     up to date."""
-    import index.writer as writer_module
+    import sift.index.writer as writer_module
 
     folder = tmp_path / "c"
     corpus(folder, 40)

@@ -1,173 +1,36 @@
-"""`sift`: the command line, a thin layer over `search.engine.Sift`.
-
-Exit codes: 0 ok; 1 some inputs failed (the rest was indexed) or an id was not found;
-2 bad usage or input that nothing could be done with (one line on stderr says which).
-"""
+"""`sift search`, `show`, `remove`, `stats`, `config`, `serve` and `optimize`."""
 
 from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-
-from index.embed import ModelError
-from index.logs import JsonFormatter
-from index.settings import ConfigError, Settings, config_file, describe
-from index.store import StoreError
-from search.engine import InvalidRequest, Sift
-from search.output import CSV_COLUMNS, FORMATS, csv_rows, print_json, print_stats, write_response
-from search.results import SearchRequest
-
-if TYPE_CHECKING:
-    pass
-
-app = typer.Typer(
-    name="sift",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
+from sift.cli.common import (
+    IndexOpt,
+    JsonOpt,
+    LogFormatOpt,
+    ModelOpt,
+    app,
+    command_settings,
+    err,
+    errors_to_exit,
+    fail,
+    flags,
+    out,
 )
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
-
-IndexOpt = Annotated[
-    Path | None,
-    typer.Option("--index", "-i", help="Index directory [env SIFT_INDEX; default: user data dir]."),
-]
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Embedding model path or name [env SIFT_MODEL]."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
-LogFormatOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--log-format",
-        help="Log lines on stderr: text (warnings) or json (one object a line, info and up) "
-        "[env SIFT_LOG_FORMAT].",
-        show_default=False,
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-
-try:
-    VERSION = version("sift-search")
-except PackageNotFoundError:  # pragma: no cover - a bare checkout
-    VERSION = "0+unknown"
-
-
-def _show_version(value: bool) -> None:
-    if value:
-        out.print(f"sift {VERSION}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    _version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """Semantic passage search over news articles.
-
-    Settings come from flags, then SIFT_* environment variables, then ./sift.toml (or the file
-    in SIFT_CONFIG), then defaults: `sift config` shows them and where each came from.
-    """
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _flags(**values: Any) -> dict[str, Any]:
-    """The settings given on the command line: those not left out."""
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _settings(
-    index: Path | None = None, model: str | None = None, *, logs: bool = True, **more: Any
-) -> Settings:
-    """The settings with the flags given; and sift's log lines set up as they say (unless the
-    command hands logging to someone else: the server configures its own)."""
-    try:
-        settings = Settings(**_flags(index=index, model=model, **more))
-    except ValidationError as exc:
-        fail(f"bad configuration: {_first_error(exc)}")
-    except ConfigError as exc:
-        fail(f"bad configuration: {exc}")
-    if logs:
-        _configure_logging(settings.log_format)
-    return settings
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stderr is when a line is logged (a test runner swaps it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _: Any) -> None:
-        pass
-
-
-def _configure_logging(log_format: str) -> None:
-    """sift's loggers on stderr: warnings as text, or everything from info up as JSON lines."""
-    handler = _StderrHandler()
-    json_lines = log_format == "json"
-    handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(levelname)s: %(message)s")
-    )
-    logger = logging.getLogger("sift")
-    logger.handlers = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if json_lines else logging.WARNING)
-    logger.propagate = False
-
-
-@contextmanager
-def _errors_to_exit() -> Iterator[None]:
-    """Known failures become one line on stderr and exit 2, never a traceback."""
-    try:
-        yield
-    except (StoreError, ModelError, InvalidRequest) as exc:
-        fail(str(exc))
-    except ValidationError as exc:
-        fail(_first_error(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; committed batches are kept and a rerun goes on from there", 130)
-
-
-# `sift index` and `sift watch` live beside this module (search/cli_index.py); importing it
-# here registers them on `app` first, so help lists them first.
-from search import cli_index  # noqa: E402, F401
+from sift.cli.render import CSV_COLUMNS, FORMATS, csv_rows, print_json, print_stats, write_response
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import config_file, describe
 
 # -- search ---------------------------------------------------------------------------------
 
@@ -246,13 +109,13 @@ def search_cmd(
         "meta": meta or [],
         "collapse": not no_collapse,
     }
-    engine = Sift(_settings(index, model))
+    engine = Sift(command_settings(index, model))
     if queries is not None:
         if fmt not in (None, "json", "jsonl", "csv"):
             fail(f"--queries writes jsonl or csv, not {fmt}")
         _search_file(engine, queries, options, fmt or "jsonl")
         return
-    with _errors_to_exit():
+    with errors_to_exit():
         response = engine.search(SearchRequest(q=query, **options))
     write_response(response, fmt or "cards", out)
 
@@ -277,7 +140,7 @@ def _search_file(engine: Sift, path: Path, options: dict[str, Any], fmt: str) ->
             labelled.append((None, line.strip()))
     if not labelled:
         fail(f"{path} holds no queries")
-    with _errors_to_exit():
+    with errors_to_exit():
         requests = [SearchRequest(q=q, **options) for _, q in labelled]
         responses = engine.search_batch(requests)
     if fmt == "csv":
@@ -302,8 +165,8 @@ def show_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a stored article: its fields, metadata and text."""
-    engine = Sift(_settings(index))
-    with _errors_to_exit():
+    engine = Sift(command_settings(index))
+    with errors_to_exit():
         article = engine.article(article_id)
     if article is None:
         fail(f"no article with id {article_id!r}", 1)
@@ -329,8 +192,8 @@ def remove_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Remove articles and their vectors from the index."""
-    engine = Sift(_settings(index))
-    with _errors_to_exit():
+    engine = Sift(command_settings(index))
+    with errors_to_exit():
         engine.reader  # noqa: B018  (fails clearly when there is no index)
         summary = engine.remove(article_ids)
     if as_json:
@@ -351,9 +214,9 @@ def remove_cmd(
 @app.command("stats")
 def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Counts, size on disk, model and last update of the index (and the feeds it follows)."""
-    settings = _settings(index)
+    settings = command_settings(index)
     engine = Sift(settings)
-    with _errors_to_exit():
+    with errors_to_exit():
         stats = engine.stats()
     feeds = _feed_counts(Path(settings.index).expanduser())
     if as_json:
@@ -364,7 +227,7 @@ def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
 
 def _feed_counts(directory: Path) -> dict[str, int]:
     try:
-        from index.feeds import SeenEntries
+        from sift.index.feeds import SeenEntries
     except ImportError:  # no web extra: no feeds either
         return {}
     return SeenEntries(directory).counts()
@@ -380,9 +243,9 @@ def config_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Print the effective configuration and where each value came from."""
-    flags = _flags(index=index, model=model)
-    settings = _settings(**flags)
-    rows = describe(settings, flags)
+    given = flags(index=index, model=model)
+    settings = command_settings(**given)
+    rows = describe(settings, given)
     path = config_file()
     if as_json:
         print_json(
@@ -422,14 +285,14 @@ def serve_cmd(
     """Serve the JSON search API (and its docs at /docs) with uvicorn."""
     import uvicorn
 
-    settings = _settings(index, model, logs=False, log_format=log_format)
+    settings = command_settings(index, model, logs=False, log_format=log_format)
     # The app reads its settings from the environment, as any deployment of it would.
     os.environ["SIFT_INDEX"] = str(settings.index)
     os.environ["SIFT_LOG_FORMAT"] = settings.log_format
     if settings.model:
         os.environ["SIFT_MODEL"] = settings.model
     uvicorn.run(
-        "api.app:create_app",
+        "sift.api.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port if port is not None else settings.port,
@@ -448,10 +311,10 @@ def optimize_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the vector index for its size: exact, or IVF trained on the stored vectors."""
-    from index.optimize import optimize
+    from sift.index.optimize import optimize
 
-    directory = Path(_settings(index).index).expanduser()
-    with _errors_to_exit():
+    directory = Path(command_settings(index).index).expanduser()
+    with errors_to_exit():
         report = optimize(directory, exact_max, force)
     kind = report.after.factory or report.after.type
     if as_json:
@@ -462,16 +325,3 @@ def optimize_cmd(
         out.print(f"{report.sentences:,} sentences: rebuilt as {kind} in {report.seconds:.1f} s")
     if report.reason and not as_json:
         out.print(Text(f"({report.reason})", style="dim"))
-
-
-# Commands that look after an index (check, eval) live beside this module; importing it
-# registers them on `app`.
-from search import cli_admin  # noqa: E402, F401
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

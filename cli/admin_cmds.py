@@ -9,11 +9,20 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
-
-from index.check import check_index, repair_index
-from search.cli import IndexOpt, JsonOpt, ModelOpt, _errors_to_exit, _settings, app, err, fail, out
-from search.engine import Sift
-from search.output import print_json
+from sift.cli.common import (
+    IndexOpt,
+    JsonOpt,
+    ModelOpt,
+    app,
+    command_settings,
+    err,
+    errors_to_exit,
+    fail,
+    out,
+)
+from sift.cli.render import print_json
+from sift.index.check import check_index, repair_index
+from sift.search.engine import Sift
 
 
 @app.command("check")
@@ -26,8 +35,8 @@ def check_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify the index (manifest, counts, ids of vectors, keyword index and rows, model)."""
-    settings = _settings(index, model)
-    with _errors_to_exit():
+    settings = command_settings(index, model)
+    with errors_to_exit():
         engine = Sift(settings)
         embedder = engine.embedder if (settings.index / "sift.db").exists() else None
         if repair and embedder is not None:
@@ -71,15 +80,15 @@ def eval_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Score ranking quality on SQuAD (ReQA protocol): MRR@10, R@1/5/10 for each mode."""
-    from search.evaluation import MODES, run_reqa
+    from sift.search.evaluation import MODES, run_reqa
 
     if not squad.exists():
         fail(f"no SQuAD file at {squad} (the evaluation data lives in ../shared/eval)")
     modes = tuple(mode or MODES)
     if bad := [m for m in modes if m not in MODES]:
         fail(f"unknown mode {bad[0]!r}: use {', '.join(MODES)}")
-    settings = _settings(None)
-    with tempfile.TemporaryDirectory(prefix="sift-eval-") as tmp, _errors_to_exit():
+    settings = command_settings(None)
+    with tempfile.TemporaryDirectory(prefix="sift-eval-") as tmp, errors_to_exit():
         where = index or Path(tmp) / "index"
         say = (lambda line: err.print(f"[dim]{escape(line)}[/]")) if not as_json else None
         report = run_reqa(squad, where, settings, modes, articles, limit, say)

@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
-
-from search.results import Hit, IndexStats, SearchResponse
+from sift.search.results import Hit, IndexStats, SearchResponse
 
 FORMATS = ("cards", "table", "json", "jsonl", "csv")
 CSV_COLUMNS = (

@@ -17,31 +17,30 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-from index.embed import ModelError
-from index.ingest import IngestTally, read_inputs
-from index.records import Article, Failure
-from index.settings import Settings
-from index.store import StoreError
-from index.writer import IndexSummary, WriterBusy
-from search.cli import (
+from sift.cli.common import (
     IndexOpt,
     JsonOpt,
     LogFormatOpt,
     ModelOpt,
     QuietOpt,
-    _errors_to_exit,
-    _settings,
     app,
+    command_settings,
     err,
+    errors_to_exit,
     fail,
     out,
 )
-from search.engine import Sift
-from search.output import print_json
+from sift.cli.render import print_json
+from sift.index.embed import ModelError
+from sift.index.ingest import IngestTally, read_inputs
+from sift.index.records import Article, Failure
+from sift.index.store import StoreError
+from sift.index.writer import IndexSummary, WriterBusy
+from sift.search.engine import Sift
+from sift.settings import Settings
 
 if TYPE_CHECKING:
-    from index.feeds import LiveSources
+    from sift.index.feeds import LiveSources
 
 
 def _is_url(source: str) -> bool:
@@ -50,8 +49,8 @@ def _is_url(source: str) -> bool:
 
 def _live_sources(settings: Settings) -> LiveSources:
     try:
-        from index.feeds import LiveSources
-        from index.web import FetchPolicy
+        from sift.index.feeds import LiveSources
+        from sift.index.web import FetchPolicy
     except ImportError as exc:
         fail(str(exc))
     return LiveSources(Path(settings.index).expanduser(), FetchPolicy.from_settings(settings))
@@ -74,14 +73,14 @@ def index_cmd(
     log_format: LogFormatOpt = None,
 ) -> None:
     """Index files and folders (txt, md, html, json, jsonl, csv), web pages and feeds."""
-    settings = _settings(index, model, log_format=log_format)
+    settings = command_settings(index, model, log_format=log_format)
     engine = Sift(settings)
     tally = IngestTally()
     urls = [s for s in sources if _is_url(s)]
     paths = [Path(s) for s in sources if not _is_url(s)]
     live = _live_sources(settings) if urls else None
     show_progress = not (quiet or as_json) and err.is_terminal
-    with _errors_to_exit(), _progress(show_progress) as (on_article, on_embedded):
+    with errors_to_exit(), _progress(show_progress) as (on_article, on_embedded):
         if live is None:
             summary = engine.index_paths(paths, on_article, on_embedded, tally)
         else:
@@ -137,7 +136,7 @@ def watch_cmd(
     """Poll feeds and index their new entries, round after round, until Ctrl-C."""
     if bad := [f for f in feeds if not _is_url(f)]:
         fail(f"not an http(s) URL: {bad[0]}")
-    settings = _settings(index, model, log_format=log_format, watch_every=every)
+    settings = command_settings(index, model, log_format=log_format, watch_every=every)
     engine = Sift(settings)
     live = _live_sources(settings)
     done = 0

@@ -1,0 +1,3 @@
+from sift.cli.main import main
+
+main()

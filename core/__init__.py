@@ -1,0 +1,1 @@
+"""sift: semantic passage search over news articles."""
