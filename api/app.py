@@ -16,7 +16,7 @@ from sift.api.observe import Observe
 from sift.api.page import page, static, views
 from sift.api.routes import ERROR, meta, ops, reads, writes
 from sift.api.security import require_key
-from sift.index.store import IndexNotFound
+from sift.errors import IndexNotFound
 from sift.search.engine import Sift
 from sift.settings import Settings
 

@@ -1,4 +1,5 @@
-"""Every failure becomes a JSON body `{"error": code, "message": ...}` with a 4xx/5xx status.
+"""Every failure becomes a JSON body `{"error": code, "message": ...}` with a 4xx/5xx status:
+sift's own (`sift.errors`) by the status and code each class carries, HTTP ones by status.
 
 No stack trace ever reaches a client.
 """
@@ -11,10 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sift.index.embed import ModelError
-from sift.index.store import IndexNotFound, StoreError
-from sift.index.writer import ModelMismatch, WriterBusy
-from sift.search.engine import InvalidRequest
+from sift.errors import SiftError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("sift.api")
@@ -29,16 +27,6 @@ _HTTP_CODES = {
     413: "too_large",
     422: "invalid_request",
 }
-
-#: Known failures of the core: (status, stable code).
-_CORE_ERRORS: list[tuple[type[Exception], int, str]] = [
-    (InvalidRequest, 400, "invalid_request"),
-    (IndexNotFound, 404, "index_not_found"),
-    (ModelMismatch, 409, "model_mismatch"),
-    (WriterBusy, 409, "index_busy"),
-    (StoreError, 503, "index_unavailable"),
-    (ModelError, 503, "model_unavailable"),
-]
 
 
 def error(
@@ -69,14 +57,10 @@ def install(app: FastAPI) -> None:
         # Headers carry part of the answer: Allow on a 405, WWW-Authenticate on a 401.
         return error(exc.status_code, code, str(exc.detail), exc.headers)
 
-    for kind, status, code in _CORE_ERRORS:
-
-        async def _core(
-            _: Request, exc: Exception, status: int = status, code: str = code
-        ) -> JSONResponse:
-            return error(status, code, str(exc))
-
-        app.add_exception_handler(kind, _core)  # type: ignore[arg-type]
+    @app.exception_handler(SiftError)
+    async def _sift(_: Request, exc: SiftError) -> JSONResponse:
+        # The one mapping of sift's failures: each class names its status and code.
+        return error(exc.http_status, exc.code, str(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sift.index.store import IndexNotFound, StoreError
+from sift.errors import IndexNotFound, StoreError
 from sift.search.engine import Sift
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sift.api.deps import EngineDep, SettingsDep
-from sift.index.store import IndexNotFound
+from sift.errors import IndexNotFound
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

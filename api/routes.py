@@ -14,8 +14,8 @@ from sift.api.deps import BatcherDep, EngineDep, MetricsDep, SettingsDep
 from sift.api.limits import check_batch
 from sift.api.metrics import CONTENT_TYPE
 from sift.api.schemas import BatchResults, BatchSearch, ErrorBody, Health, IndexResult
+from sift.errors import IndexNotFound
 from sift.index.records import Article
-from sift.index.store import IndexNotFound
 from sift.search.results import ArticleView, IndexStats, SearchRequest, SearchResponse
 
 ERROR = {"model": ErrorBody}

@@ -15,11 +15,9 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from sift.index.embed import ModelError
-from sift.index.store import StoreError
+from sift.errors import SiftError
 from sift.logs import JsonFormatter
-from sift.search.engine import InvalidRequest
-from sift.settings import ConfigError, Settings
+from sift.settings import Settings
 
 if TYPE_CHECKING:
     pass
@@ -100,8 +98,8 @@ def command_settings(
         settings = Settings(**flags(index=index, model=model, **more))
     except ValidationError as exc:
         fail(f"bad configuration: {first_error(exc)}")
-    except ConfigError as exc:
-        fail(f"bad configuration: {exc}")
+    except SiftError as exc:  # a config file that cannot be used
+        fail(f"bad configuration: {exc}", exc.exit_status)
     if logs:
         _configure_logging(settings.log_format)
     return settings
@@ -142,11 +140,12 @@ def _configure_logging(log_format: str) -> None:
 
 @contextmanager
 def errors_to_exit() -> Iterator[None]:
-    """Known failures become one line on stderr and exit 2, never a traceback."""
+    """Known failures become one line on stderr and their exit status, never a traceback: the
+    one place where the CLI maps sift's errors (`sift.errors`)."""
     try:
         yield
-    except (StoreError, ModelError, InvalidRequest) as exc:
-        fail(str(exc))
+    except SiftError as exc:
+        fail(str(exc), exc.exit_status)
     except ValidationError as exc:
         fail(first_error(exc))
     except KeyboardInterrupt:

@@ -31,11 +31,10 @@ from sift.cli.common import (
     out,
 )
 from sift.cli.render import print_json
-from sift.index.embed import ModelError
+from sift.errors import ModelError, StoreError, WriterBusy
 from sift.index.ingest import IngestTally, read_inputs
 from sift.index.records import Article, Failure
-from sift.index.store import StoreError
-from sift.index.writer import IndexSummary, WriterBusy
+from sift.index.writer import IndexSummary
 from sift.search.engine import Sift
 from sift.settings import Settings
 

@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sift.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,10 +36,6 @@ CONFIG_FILE = "sift.toml"
 CONFIG_ENV = "SIFT_CONFIG"
 #: Fields whose values are never shown, only whether they are set.
 SECRET_FIELDS = frozenset({"api_key"})
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the fix."""
 
 
 def default_index_dir() -> Path:

@@ -1,11 +1,11 @@
 """The writer side of sift: read articles, split sentences, embed, store."""
 
-from sift.index.embed import Embedder, ModelError
+from sift.errors import IndexNotFound, ModelError, ModelMismatch, StoreError, WriterBusy
+from sift.index.embed import Embedder
 from sift.index.ingest import read_inputs
 from sift.index.records import Article, Failure, Sentence
 from sift.index.split import split_sentences
-from sift.index.store import IndexNotFound, StoreError
-from sift.index.writer import IndexSummary, IndexWriter, ModelMismatch, WriterBusy
+from sift.index.writer import IndexSummary, IndexWriter
 from sift.settings import Settings, get_settings
 
 __all__ = [

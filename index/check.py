@@ -11,6 +11,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from sift.errors import StoreError
 from sift.index.embed import Embedder
 from sift.index.manifest import (
     FORMAT_VERSION,
@@ -25,7 +26,6 @@ from sift.index.store import (
     MISMATCHED_SENTENCES_SQL,
     POSITION_GAPS_SQL,
     UNSPLIT_ARTICLES_SQL,
-    StoreError,
     connect,
     read_manifest,
     writer_busy,

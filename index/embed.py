@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from sift.errors import ModelError
 from sift.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -25,10 +26,6 @@ _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
 #: (location, device, precision) -> (model, weights fingerprint, precision in use).
 _LOADED: dict[tuple[str, str | None, str], tuple[SentenceTransformer, str, str]] = {}
 _CACHE_LOCK = threading.Lock()
-
-
-class ModelError(RuntimeError):
-    """The embedding model cannot be loaded; the message says what to do."""
 
 
 def resolve_model(name: str | None) -> tuple[str, str]:
@@ -130,7 +127,8 @@ class Embedder:
         chosen = choose_backend(self._backend, str(model.device), self.precision)
         onnx = None
         if chosen == "onnx":
-            from sift.index.onnx_encoder import EncoderUnavailable, OnnxEncoder, export_encoder
+            from sift.errors import EncoderUnavailable
+            from sift.index.onnx_encoder import OnnxEncoder, export_encoder
             from sift.settings import default_cache_dir
 
             try:

@@ -24,11 +24,12 @@ try:
 except ImportError as exc:  # pragma: no cover - the `web` extra is not installed
     raise ImportError("reading feeds needs the web extra: pip install 'sift-search[web]'") from exc
 from pydantic import ValidationError
-from sift.index.ingest import InputError, html_article
+from sift.errors import FeedError, FetchError, InputError
+from sift.index.ingest import html_article
 from sift.index.manifest import DATABASE_FILE
 from sift.index.records import Article, Failure
 from sift.index.store import connect
-from sift.index.web import Fetcher, FetchError, FetchPolicy, Page
+from sift.index.web import Fetcher, FetchPolicy, Page
 from sift.index.writer import IndexSummary
 
 log = logging.getLogger("sift.feeds")
@@ -78,10 +79,6 @@ class Feed:
     url: str
     title: str | None
     entries: list[Entry]
-
-
-class FeedError(ValueError):
-    """A resource that says it is a feed but cannot be read as one."""
 
 
 def parse_feed(page: Page) -> Feed | None:

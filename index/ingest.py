@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sift.errors import InputError
 from sift.index.records import Article, Failure
 
 TEXT_SUFFIXES = {".txt", ".text"}
@@ -20,10 +21,6 @@ HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | {".json", ".jsonl", ".csv"}
 MAX_TITLE_CHARS = 200
 DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
-
-
-class InputError(ValueError):
-    """A file that cannot be read as articles; the message says why."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel
+from sift.errors import EncoderUnavailable
 from sift.index.embed import unit_rows
 
 if TYPE_CHECKING:
@@ -49,10 +50,6 @@ _PROBES = [
     "NEW DELHI: At least 100 North Korean soldiers have been killed and nearly 1,000 injured "
     "while fighting alongside Russian forces in the Kursk region, a lawmaker said on Thursday.",
 ]
-
-
-class EncoderUnavailable(RuntimeError):
-    """No ONNX encoder can serve this model here; the message says why."""
 
 
 class EncoderSpec(BaseModel):

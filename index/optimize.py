@@ -15,6 +15,7 @@ from pathlib import Path
 
 import faiss
 from filelock import FileLock, Timeout
+from sift.errors import StoreError
 from sift.index.manifest import (
     LOCK_FILE,
     MANIFEST_FILE,
@@ -25,7 +26,7 @@ from sift.index.manifest import (
     vectors_file,
     write_json_atomically,
 )
-from sift.index.store import StoreError, connect, load_vectors, read_manifest, save_vectors
+from sift.index.store import connect, load_vectors, read_manifest, save_vectors
 from sift.index.vectors import EXACT_MAX, build, plan, why_rebuild
 
 log = logging.getLogger("sift.index")

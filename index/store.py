@@ -21,6 +21,7 @@ from pathlib import Path
 
 import faiss
 from filelock import FileLock, Timeout
+from sift.errors import IndexNotFound, StoreError
 from sift.index.manifest import DATABASE_FILE, LOCK_FILE, Manifest, VectorsInfo, vectors_file
 from sift.index.vectors import build, new_flat, single_threaded
 
@@ -81,14 +82,6 @@ CREATE TRIGGER IF NOT EXISTS articles_fts_update AFTER UPDATE ON articles BEGIN
     INSERT INTO articles_fts (rowid, title, text) VALUES (new.num, new.title, new.text);
 END;
 """
-
-
-class StoreError(RuntimeError):
-    """The index directory is missing, unreadable or inconsistent; the message says which."""
-
-
-class IndexNotFound(StoreError):
-    pass
 
 
 def connect(directory: Path, *, create: bool = False) -> sqlite3.Connection:

@@ -19,6 +19,7 @@ try:
 except ImportError as exc:  # pragma: no cover - the `web` extra is not installed
     raise ImportError("fetching URLs needs the web extra: pip install 'sift-search[web]'") from exc
 
+from sift.errors import FetchError
 from sift.settings import Settings
 
 log = logging.getLogger("sift.web")
@@ -32,15 +33,6 @@ USER_AGENT = f"sift/{VERSION} (+https://sift.invalid/bot; news passage indexer)"
 #: Answers worth asking again: the server is overloaded or briefly broken.
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_REDIRECTS = 5
-
-
-class FetchError(Exception):
-    """A URL that could not be fetched; the message says why, in words a user can act on."""
-
-    def __init__(self, url: str, reason: str):
-        super().__init__(f"{url}: {reason}")
-        self.url = url
-        self.reason = reason
 
 
 @dataclass(frozen=True)

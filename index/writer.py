@@ -14,6 +14,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 from filelock import FileLock, Timeout
+from sift.errors import ModelMismatch, StoreError, WriterBusy
 from sift.index.embed import Embedder
 from sift.index.manifest import (
     DATABASE_FILE,
@@ -38,7 +39,6 @@ from sift.index.store import (
     POSITION_GAPS_SQL,
     SCHEMA,
     UNSPLIT_ARTICLES_SQL,
-    StoreError,
     connect,
     load_vectors,
     prune_vectors,
@@ -49,14 +49,6 @@ from sift.index.store import (
 
 #: Sentences embedded per model call batch group; bounds memory on a large run.
 EMBED_CHUNK = 4096
-
-
-class ModelMismatch(StoreError):
-    """The index was built with another model than the one given."""
-
-
-class WriterBusy(StoreError):
-    """Another process holds the index's write lock."""
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The reader side of sift: open an index, rank sentences, build passages; and the CLI."""
 
-from sift.search.engine import InvalidRequest, Sift
+from sift.errors import InvalidRequest
+from sift.search.engine import Sift
 from sift.search.results import ArticleView, Hit, IndexStats, SearchRequest, SearchResponse
 
 __all__ = [

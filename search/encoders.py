@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from sift.errors import EncoderUnavailable
 from sift.index.embed import Embedder, resolve_model
 from sift.index.manifest import Manifest
 from sift.index.onnx_encoder import (
-    EncoderUnavailable,
     OnnxEncoder,
     cached_encoder,
     export_encoder,

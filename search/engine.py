@@ -8,11 +8,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from sift.errors import InvalidRequest, StoreError
 from sift.index.embed import Embedder
 from sift.index.ingest import IngestTally, read_inputs
 from sift.index.manifest import FORMAT_VERSION, Manifest
 from sift.index.records import Article, Failure
-from sift.index.store import StoreError, connect, read_manifest
+from sift.index.store import connect, read_manifest
 from sift.index.writer import IndexSummary, IndexWriter, check_model
 from sift.search.encoders import (
     QueryEncoder,
@@ -68,10 +69,6 @@ def _spread(
         positions.append(row.position)
         best.setdefault(row.article_id, []).append(sid)
     return best
-
-
-class InvalidRequest(ValueError):
-    """A request outside what the settings allow; the message says which limit."""
 
 
 class Sift:

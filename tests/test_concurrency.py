@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sift.errors import WriterBusy
 from sift.index.records import Article
-from sift.index.writer import WriterBusy
 from sift.search.engine import Sift
 from sift.settings import Settings
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from sift.cli.main import app
-from sift.settings import ConfigError, Settings, describe
+from sift.errors import ConfigError
+from sift.settings import Settings, describe
 from typer.testing import CliRunner
 
 from tests.conftest import write

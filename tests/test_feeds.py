@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from sift.cli.main import app
+from sift.errors import FetchError
 from sift.index.embed import Embedder
 from sift.index.feeds import LiveSources, Page, parse_feed
-from sift.index.web import USER_AGENT, Fetcher, FetchError, FetchPolicy
+from sift.index.web import USER_AGENT, Fetcher, FetchPolicy
 from typer.testing import CliRunner
 
 from tests.news_site import (

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sift.errors import ModelMismatch, StoreError, WriterBusy
 from sift.index.embed import Embedder
 from sift.index.records import Article, Failure
-from sift.index.store import StoreError
-from sift.index.writer import IndexWriter, ModelMismatch, WriterBusy
+from sift.index.writer import IndexWriter
 from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings

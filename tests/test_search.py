@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from sift.index.store import IndexNotFound
-from sift.search.engine import InvalidRequest, Sift
+from sift.errors import IndexNotFound, InvalidRequest
+from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 

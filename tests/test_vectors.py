@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from sift.api.batcher import SearchBatcher
 from sift.cli.main import app
+from sift.errors import InvalidRequest
 from sift.index.embed import Embedder
 from sift.index.manifest import Manifest, VectorsInfo
 from sift.index.optimize import optimize
 from sift.index.records import Article
 from sift.index.store import connect, read_manifest
 from sift.index.vectors import EXACT_AMONG, FLAT, IVF, build, kind_of, nearest, plan, why_rebuild
-from sift.search.engine import InvalidRequest, Sift
+from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 from typer.testing import CliRunner

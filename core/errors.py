@@ -1,0 +1,134 @@
+"""Every failure sift knows about, in one table.
+
+Each class carries a stable `code` (the API's `error` field, for programs), the exit status the CLI
+ends with, and the HTTP status the API answers with. The CLI (`sift.cli.common.errors_to_exit`)
+and the API (`sift.api.errors.install`) each map `SiftError` in one place, so a new failure is a
+new class here and nothing else. Messages are written for the person who has to act on them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ConfigError",
+    "EncoderUnavailable",
+    "FeedError",
+    "FetchError",
+    "IndexNotFound",
+    "InputError",
+    "InvalidRequest",
+    "ModelError",
+    "ModelMismatch",
+    "NotFound",
+    "SiftError",
+    "StoreError",
+    "WriterBusy",
+]
+
+
+class SiftError(Exception):
+    """The root of sift's own failures."""
+
+    code: ClassVar[str] = "error"
+    exit_status: ClassVar[int] = 2
+    http_status: ClassVar[int] = 500
+
+
+# -- what the caller asked for ------------------------------------------------------------------
+
+
+class InvalidRequest(SiftError, ValueError):
+    """A request outside what the settings allow; the message says which limit."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class NotFound(SiftError, LookupError):
+    """An article (or another named thing) that the index does not hold."""
+
+    code = "not_found"
+    exit_status = 1
+    http_status = 404
+
+
+class ConfigError(SiftError, ValueError):
+    """A configuration that cannot be used; the message names the file or setting and the fix."""
+
+    code = "bad_configuration"
+
+
+# -- what was given to index --------------------------------------------------------------------
+
+
+class InputError(SiftError, ValueError):
+    """An input that cannot be read as articles; the message says what is wrong with it."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class FeedError(InputError):
+    """A resource that says it is a feed but cannot be read as one."""
+
+    code = "invalid_feed"
+
+
+class FetchError(SiftError):
+    """A URL that could not be fetched; the message says why, in words a user can act on."""
+
+    code = "fetch_failed"
+    http_status = 502
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+# -- the index on disk --------------------------------------------------------------------------
+
+
+class StoreError(SiftError, RuntimeError):
+    """The index directory is missing, unreadable or inconsistent; the message says which."""
+
+    code = "index_unavailable"
+    http_status = 503
+
+
+class IndexNotFound(StoreError):
+    """No index at the directory named."""
+
+    code = "index_not_found"
+    http_status = 404
+
+
+class ModelMismatch(StoreError):
+    """The index was built with another model than the one given."""
+
+    code = "model_mismatch"
+    http_status = 409
+
+
+class WriterBusy(StoreError):
+    """Another process holds the index's write lock."""
+
+    code = "index_busy"
+    http_status = 409
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+
+class ModelError(SiftError, RuntimeError):
+    """The embedding model cannot be loaded; the message says what to do."""
+
+    code = "model_unavailable"
+    http_status = 503
+
+
+class EncoderUnavailable(ModelError):
+    """No ONNX encoder can serve this model here; the message says why."""
+
+    code = "encoder_unavailable"
