@@ -72,18 +72,12 @@ class BodyLimit:
 
 
 def check_batch(batch: list[Article], settings: Settings) -> None:
-    """A POST /articles must carry 1 to `max_batch` articles of at most `max_article_chars`."""
+    """A POST /articles must carry 1 to `max_batch` articles. An article over
+    `max_article_chars` is the engine's to refuse, as from the CLI: it is listed in `failed`
+    and the rest of the request is indexed."""
     if not batch:
         raise HTTPException(422, "no articles in the request")
     if len(batch) > settings.max_batch:
         raise HTTPException(
             413, f"at most {settings.max_batch} articles per request, got {len(batch)}"
         )
-    for number, article in enumerate(batch, 1):
-        if len(article.text) > settings.max_article_chars:
-            name = repr(article.id) if article.id else f"number {number}"
-            raise HTTPException(
-                413,
-                f"article {name} has {len(article.text)} characters of text; "
-                f"at most {settings.max_article_chars} are accepted",
-            )

@@ -37,7 +37,7 @@ class IndexResult(BaseModel):
             updated=summary.updated,
             unchanged=summary.unchanged,
             removed=summary.removed,
-            failed=[FailureView(where=f.where, reason=f.reason) for f in summary.failed],
+            failed=[FailureView(**f.as_dict()) for f in summary.failed],
             sentences=summary.sentences,
             took_ms=round(summary.seconds * 1000, 2),
         )

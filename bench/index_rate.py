@@ -30,8 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import bbc_articles, emit
 from sift.index.embed import Embedder
+from sift.index.recipe import embedding_text
 from sift.index.split import split_sentences
-from sift.index.writer import embedding_text
 from sift.search.engine import Sift
 from sift.settings import Settings
 

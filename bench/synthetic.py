@@ -35,10 +35,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import need_eval
 from sift.index.manifest import MANIFEST_FILE, Counts, manifest_json, write_json_atomically
+from sift.index.recipe import keyword_context
 from sift.index.store import SCHEMA, connect, read_manifest, save_vectors
 from sift.index.vectors import build as build_vectors
 from sift.index.vectors import plan
-from sift.index.writer import keyword_context
 
 CACHE = Path(os.environ.get("SIFT_BENCH_CACHE", "/tmp/sift-bench"))
 NOISE = 0.025

@@ -52,7 +52,7 @@ def _live_sources(settings: Settings) -> LiveSources:
         from sift.index.web import FetchPolicy
     except ImportError as exc:
         fail(str(exc))
-    return LiveSources(Path(settings.index).expanduser(), FetchPolicy.from_settings(settings))
+    return LiveSources(settings.index, FetchPolicy.from_settings(settings))
 
 
 @app.command("index")
@@ -230,7 +230,7 @@ def _index_report(
     report: dict[str, Any] = {
         "index": str(settings.index),
         **{k: getattr(summary, k) for k in ("added", "updated", "unchanged", "removed")},
-        "failed": [{"where": f.where, "reason": f.reason} for f in summary.failed],
+        "failed": [f.as_dict() for f in summary.failed],
         "counts": summary.counts(),
         "seconds": round(summary.seconds, 3),
     }

@@ -200,7 +200,7 @@ def remove_cmd(
         print_json(
             {
                 "removed": summary.removed,
-                "failed": [{"where": f.where, "reason": f.reason} for f in summary.failed],
+                "failed": [f.as_dict() for f in summary.failed],
             }
         )
     else:
@@ -218,7 +218,7 @@ def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     engine = Sift(settings)
     with errors_to_exit():
         stats = engine.stats()
-    feeds = _feed_counts(Path(settings.index).expanduser())
+    feeds = _feed_counts(settings.index)
     if as_json:
         print_json({**stats.model_dump(mode="json"), "feeds": feeds})
         return
@@ -313,7 +313,7 @@ def optimize_cmd(
     """Rebuild the vector index for its size: exact, or IVF trained on the stored vectors."""
     from sift.index.optimize import optimize
 
-    directory = Path(command_settings(index).index).expanduser()
+    directory = command_settings(index).index
     with errors_to_exit():
         report = optimize(directory, exact_max, force)
     kind = report.after.factory or report.after.type

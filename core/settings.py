@@ -12,10 +12,10 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from platformdirs import user_cache_dir, user_data_dir
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -58,20 +58,17 @@ class Settings(BaseSettings):
         f"or {DEFAULT_MODEL} for a new index.",
     )
     device: str | None = Field(default=None, description="torch device; unset: cuda if present.")
-    precision: str = Field(
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         default="auto",
-        pattern="^(auto|fp32|bf16|fp16)$",
         description="Model precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA.",
     )
-    backend: str = Field(
+    backend: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
-        pattern="^(auto|torch|onnx)$",
         description="What embeds sentences when indexing: torch (at `precision`), onnx (the "
         "model's ONNX export, fp32), auto (torch on CUDA and bf16 CPUs, else onnx).",
     )
-    query_encoder: str = Field(
+    query_encoder: Literal["auto", "onnx", "torch"] = Field(
         default="auto",
-        pattern="^(auto|onnx|torch)$",
         description="What embeds queries: onnx (the index's model exported to onnxruntime: fast "
         "start, small memory), torch (sentence-transformers), auto (onnx where the model exports).",
     )
@@ -137,9 +134,8 @@ class Settings(BaseSettings):
     max_article_chars: int = Field(
         default=5_000_000, ge=100, description="Longest article text accepted."
     )
-    log_format: str = Field(
+    log_format: Literal["text", "json"] = Field(
         default="text",
-        pattern="^(text|json)$",
         description="Log lines on stderr: text, or json (one object a line).",
     )
 
@@ -167,6 +163,12 @@ class Settings(BaseSettings):
     watch_every: float = Field(
         default=900.0, ge=0, description="Seconds between two rounds of `sift watch`."
     )
+
+    @field_validator("index", "cache_dir")
+    @classmethod
+    def _expand_user(cls, value: Path) -> Path:
+        # Expanded once, here: every command then means the same directory by `~/x`.
+        return value.expanduser()
 
     @classmethod
     def settings_customise_sources(

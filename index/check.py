@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 from sift.errors import StoreError
 from sift.index.embed import Embedder
+from sift.index.lock import writer_busy
 from sift.index.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -28,7 +29,6 @@ from sift.index.store import (
     UNSPLIT_ARTICLES_SQL,
     connect,
     read_manifest,
-    writer_busy,
 )
 
 
@@ -249,7 +249,7 @@ def _check_rows(conn: sqlite3.Connection, dimension: int, say: Callable[..., Non
 
 def repair_index(directory: Path, embedder: Embedder) -> CheckReport:
     """Rebuild what can be rebuilt from the stored article text, then check again."""
-    from sift.index.writer import IndexWriter  # the writer side; only repair needs it
+    from sift.index.repair import RepairingWriter  # the writer side; only repair needs it
 
     before = check_index(directory, embedder)
     codes = {p.code for p in before.problems}
@@ -258,7 +258,7 @@ def repair_index(directory: Path, embedder: Embedder) -> CheckReport:
         return before
     if codes & {"unreadable", "database", "manifest", "format", "model"}:
         return before  # nothing here can be rebuilt safely
-    with IndexWriter(directory, embedder) as writer:
+    with RepairingWriter(directory, embedder) as writer:
         if codes & {"offsets", "positions", "vector_rows", "no_sentences"}:
             ids = writer.articles_needing_resplit()
             writer.reembed(ids)

@@ -1,8 +1,8 @@
 """Rebuilding the vector index for the index's size: by `sift optimize`, or after a commit when
 the size crossed the exact threshold or grew well past what the IVF was trained on.
 
-A rebuild changes no row: it writes the new index as a new generation (the manifest in SQLite
-first, then the vectors file, then manifest.json), so readers switch to it as to any commit.
+A rebuild changes no row: it writes the new index as a new generation, committed as every
+writer commits (`index.generations`), so readers switch to it as to any commit.
 """
 
 from __future__ import annotations
@@ -14,19 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
-from filelock import FileLock, Timeout
 from sift.errors import StoreError
+from sift.index.generations import commit_generation, next_generation
+from sift.index.lock import acquire_write_lock
 from sift.index.manifest import (
-    LOCK_FILE,
-    MANIFEST_FILE,
     Manifest,
     VectorsInfo,
-    manifest_json,
-    now_iso,
-    vectors_file,
-    write_json_atomically,
 )
-from sift.index.store import connect, load_vectors, read_manifest, save_vectors
+from sift.index.store import connect, load_vectors, read_manifest
 from sift.index.vectors import EXACT_MAX, build, plan, why_rebuild
 
 log = logging.getLogger("sift.index")
@@ -79,15 +74,12 @@ def optimize(directory: Path, threshold: int | None = None, force: bool = False)
     """Rebuild the vector index for the current size (exact or IVF, retrained) when it no
     longer suits it, or always with `force`. Takes the write lock for the time it runs."""
     started = time.perf_counter()
-    lock = FileLock(str(directory / LOCK_FILE))
-    conn = connect(directory)
+    lock = acquire_write_lock(directory)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        conn.close()
-        raise StoreError(
-            f"another sift process is writing to {directory}; wait for it to finish"
-        ) from None
+        conn = connect(directory)
+    except BaseException:
+        lock.release()
+        raise
     try:
         manifest = read_manifest(conn)
         if manifest is None:
@@ -122,23 +114,13 @@ def _commit_generation(
     vectors: faiss.Index,
 ) -> Manifest:
     """The rebuilt vectors as the next generation, committed the way a writer commits."""
-    generation = manifest.generation + 1
-    info = info.model_copy(update={"file": vectors_file(generation)})
-    new = manifest.model_copy(
-        update={"vectors": info, "generation": generation, "updated": now_iso()}
-    )
+    new = next_generation(manifest, vectors=info)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?)",
-            (new.model_dump_json(),),
-        )
-        conn.execute("COMMIT")
+        commit_generation(directory, conn, new, vectors)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    save_vectors(directory, vectors, generation)
-    write_json_atomically(directory / MANIFEST_FILE, manifest_json(new))
     return new
 
 

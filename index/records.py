@@ -17,6 +17,20 @@ TEXT_ALIASES = ("text", "body", "content", "article")
 DATE_ALIASES = ("published", "date", "published_at", "pubdate")
 
 
+def iso_date(text: str, field: str = "date") -> str:
+    """`text` if it is an ISO 8601 date or date-time (the one check, for articles and filters),
+    else a ValueError saying so."""
+    try:
+        # fromisoformat accepts dates and date-times; "Z" needs help on Python 3.10.
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            date.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{field} must be an ISO date like 2024-06-19, got {text!r}") from None
+    return text
+
+
 class Article(BaseModel):
     """One article: its text, the fields sift knows, and any other metadata as given."""
 
@@ -44,16 +58,7 @@ class Article(BaseModel):
             return None
         if isinstance(value, datetime | date):
             return value.isoformat()
-        text = str(value).strip()
-        try:
-            # fromisoformat accepts dates and date-times; "Z" needs help on Python 3.10.
-            datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            try:
-                date.fromisoformat(text)
-            except ValueError as exc:
-                raise ValueError(f"published must be an ISO date, got {text!r}") from exc
-        return text
+        return iso_date(str(value).strip(), "published")
 
     def content_hash(self) -> str:
         """What decides whether re-indexing an article changes anything."""
@@ -109,3 +114,7 @@ class Failure:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
+
+    def as_dict(self) -> dict[str, str]:
+        """The shape every output uses (CLI --json, the API's `failed`)."""
+        return {"where": self.where, "reason": self.reason}

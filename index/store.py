@@ -8,7 +8,8 @@ Layout of an index directory:
     write.lock              held by the one process writing
 
 A commit is one SQLite transaction, which bumps the generation. The FAISS file of that generation
-is written after it; if a crash comes between the two, whoever opens the index next rebuilds the
+is written just before it (`index.generations`), so a committed generation always has its file;
+should a file be missing or disagree with the rows anyway, whoever opens the index rebuilds the
 vectors from the database, so the vectors always agree with the rows. Nothing is pickled.
 """
 
@@ -20,9 +21,8 @@ import sqlite3
 from pathlib import Path
 
 import faiss
-from filelock import FileLock, Timeout
 from sift.errors import IndexNotFound, StoreError
-from sift.index.manifest import DATABASE_FILE, LOCK_FILE, Manifest, VectorsInfo, vectors_file
+from sift.index.manifest import DATABASE_FILE, Manifest, VectorsInfo, vectors_file
 from sift.index.vectors import build, new_flat, single_threaded
 
 SCHEMA = """
@@ -172,17 +172,6 @@ UNSPLIT_ARTICLES_SQL = (
 )
 #: Articles with a sentence whose vector blob is not `dimension` float32s (one parameter).
 BAD_VECTOR_SQL = "SELECT DISTINCT article_id FROM sentences WHERE length(vector) != ?"
-
-
-def writer_busy(directory: Path) -> bool:
-    """True while some process holds the index's write lock."""
-    lock = FileLock(str(directory / LOCK_FILE))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return True
-    lock.release()
-    return False
 
 
 def metadata_of(raw: str | None) -> dict[str, object]:

@@ -1,11 +1,12 @@
-"""Adding, updating and removing articles: one run is one atomic commit."""
+"""Adding, updating and removing articles: one run is one atomic commit (or one per batch).
+
+The lock is `index.lock`, the commit protocol `index.generations`, the text recipes
+`index.recipe`; repairs (`sift check --repair`) extend this writer in `index.repair`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,39 +14,17 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from filelock import FileLock, Timeout
-from sift.errors import ModelMismatch, StoreError, WriterBusy
+from sift.errors import ModelMismatch, StoreError
 from sift.index.embed import Embedder
-from sift.index.manifest import (
-    DATABASE_FILE,
-    LOCK_FILE,
-    MANIFEST_FILE,
-    Counts,
-    Manifest,
-    ModelInfo,
-    SplitterInfo,
-    manifest_json,
-    now_iso,
-    vectors_file,
-    write_json_atomically,
-)
+from sift.index.generations import commit_generation, create_index, heal_files, next_generation
+from sift.index.lock import acquire_write_lock
+from sift.index.manifest import DATABASE_FILE, Counts, Manifest, ModelInfo, SplitterInfo, now_iso
 from sift.index.optimize import maybe_optimize
 from sift.index.pipeline import read_ahead
+from sift.index.recipe import embedding_text, keyword_context, text_hash
 from sift.index.records import Article, Failure, Sentence
 from sift.index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
-from sift.index.store import (
-    BAD_VECTOR_SQL,
-    MISMATCHED_SENTENCES_SQL,
-    POSITION_GAPS_SQL,
-    SCHEMA,
-    UNSPLIT_ARTICLES_SQL,
-    connect,
-    load_vectors,
-    prune_vectors,
-    read_manifest,
-    rebuild_vectors,
-    save_vectors,
-)
+from sift.index.store import SCHEMA, connect, load_vectors, read_manifest
 
 #: Sentences embedded per model call batch group; bounds memory on a large run.
 EMBED_CHUNK = 4096
@@ -86,36 +65,14 @@ def check_model(manifest: Manifest, embedder: Embedder, directory: Path) -> None
 
 
 @dataclass
-class _Pending:
+class PendingArticle:
+    """An article staged for the next embedding batch."""
+
     article: Article
     content_hash: str
     text_hash: str
     sentences: list[Sentence]
     replaced: bool
-
-
-_TITLE_WORDS = 12
-
-
-def embedding_text(title: str | None, sentence: str) -> str:
-    """How a sentence is put to the model: after its article's title, which says what the
-    sentence is about (SQuAD, ReQA protocol: dense MRR@10 0.681 -> 0.694). A "title" longer
-    than a headline is a first sentence standing in for one: it would drown the sentence."""
-    if not title or len(title.split()) > _TITLE_WORDS:
-        return sentence
-    return f"{title}: {sentence}"
-
-
-def keyword_context(title: str | None, sentences: list[Sentence], position: int) -> str:
-    """What a sentence's keyword match also counts, at a lower weight: its article's title and
-    its neighbours. Measured on SQuAD: BM25 MRR@10 0.730 on the sentence alone, 0.768 with it."""
-    parts = [title or ""]
-    parts += [sentences[i].text for i in (position - 1, position + 1) if 0 <= i < len(sentences)]
-    return " ".join(p for p in parts if p)
-
-
-def _text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class IndexWriter:
@@ -137,13 +94,7 @@ class IndexWriter:
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         directory.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(directory / LOCK_FILE))
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            raise WriterBusy(
-                f"another sift process is writing to {directory}; wait for it to finish"
-            ) from None
+        self._lock = acquire_write_lock(directory)
         try:
             self._open()
         except BaseException:
@@ -152,7 +103,7 @@ class IndexWriter:
 
     def _open(self) -> None:
         if not (self.directory / DATABASE_FILE).exists():
-            self._create()
+            create_index(self.directory, self._new_manifest())
         self.conn = connect(self.directory)
         self.conn.executescript(SCHEMA)  # IF NOT EXISTS: brings older layouts up to date
         manifest = read_manifest(self.conn)
@@ -160,14 +111,14 @@ class IndexWriter:
             raise StoreError(f"{self.directory / DATABASE_FILE} holds no manifest")
         check_model(manifest, self.embedder, self.directory)
         self.vectors: faiss.Index = load_vectors(self.directory, manifest, self.conn)
-        self._heal_files(manifest)
+        heal_files(self.directory, manifest, self.vectors)
         self.manifest = manifest
         self._dirty = False
         self._vectors_touched = False
         self._batch_sentences = 0
         self._batch_started = time.perf_counter()
         self._in_transaction = False
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, PendingArticle] = {}
         self._pending_texts: set[str] = set()
         self._remove_ids: list[np.ndarray] = []
         self._add_ids: list[np.ndarray] = []
@@ -175,10 +126,8 @@ class IndexWriter:
         self._next_id = self._max_sentence_id() + 1
         self.summary = IndexSummary()
 
-    def _create(self) -> None:
-        """A new index, committed empty: made under a temporary name and renamed into place, so
-        there is never a database without its manifest, whenever a run is killed."""
-        manifest = Manifest(
+    def _new_manifest(self) -> Manifest:
+        return Manifest(
             model=ModelInfo(
                 name=self.embedder.name,
                 fingerprint=self.embedder.fingerprint,
@@ -186,33 +135,6 @@ class IndexWriter:
             ),
             splitter=SplitterInfo(name=SPLITTER_NAME, version=SPLITTER_VERSION),
         )
-        manifest.vectors.file = vectors_file(0)
-        tmp = self.directory / f".{DATABASE_FILE}.{os.getpid()}.new"
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            conn.executescript(SCHEMA)
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('manifest', ?)",
-                (manifest.model_dump_json(),),
-            )
-        finally:
-            conn.close()
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.directory / DATABASE_FILE)
-
-    def _heal_files(self, manifest: Manifest) -> None:
-        """After a crash between a commit and its files: write what the commit left unwritten
-        (the database is the truth), and drop half-written temporary files."""
-        for stale in self.directory.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
-        if not (self.directory / vectors_file(manifest.generation)).exists():
-            save_vectors(self.directory, self.vectors, manifest.generation)
-        prune_vectors(self.directory, manifest.generation)
-        written = self.directory / MANIFEST_FILE
-        if not written.exists() or written.read_text(encoding="utf-8") != manifest_json(manifest):
-            write_json_atomically(written, manifest_json(manifest))
 
     def _max_sentence_id(self) -> int:
         row = self.conn.execute("SELECT max(id) FROM sentences").fetchone()
@@ -264,8 +186,8 @@ class IndexWriter:
     def _stage(self, article: Article, sentences: list[Sentence] | None = None) -> None:
         """`sentences`: the article's, if already split (index.pipeline)."""
         assert article.id is not None
-        text_hash = _text_hash(article.text)
-        if article.id in self._pending or text_hash in self._pending_texts:
+        same_text = text_hash(article.text)
+        if article.id in self._pending or same_text in self._pending_texts:
             self._flush(None)  # the later of two in one run sees the earlier one stored
         content_hash = article.content_hash()
         row = self.conn.execute(
@@ -278,12 +200,12 @@ class IndexWriter:
         original = self.conn.execute(
             "SELECT id FROM articles WHERE text_hash = ? AND duplicate_of IS NULL AND id != ? "
             "ORDER BY num LIMIT 1",
-            (text_hash, article.id),
+            (same_text, article.id),
         ).fetchone()
         if original is not None:  # identical text is stored once: this one points to it
             if replaced:
                 self._retire(article.id)
-            self._upsert_article(article, content_hash, text_hash, duplicate_of=original[0])
+            self._upsert_article(article, content_hash, same_text, duplicate_of=original[0])
             self._dirty = True
             (self.summary.updated if replaced else self.summary.added).append(article.id)
             return
@@ -292,8 +214,10 @@ class IndexWriter:
         if not sentences:
             self.summary.failed.append(Failure(article.id, "article has no sentences"))
             return
-        self._pending[article.id] = _Pending(article, content_hash, text_hash, sentences, replaced)
-        self._pending_texts.add(text_hash)
+        self._pending[article.id] = PendingArticle(
+            article, content_hash, same_text, sentences, replaced
+        )
+        self._pending_texts.add(same_text)
 
     def _flush(self, on_embedded: Callable[[int], None] | None) -> None:
         if not self._pending:
@@ -423,102 +347,6 @@ class IndexWriter:
             self.summary.removed.append(article_id)
         return self.summary
 
-    # -- repairing (sift check --repair) --------------------------------------------------------
-
-    def articles_needing_resplit(self) -> list[str]:
-        """Articles whose stored sentences disagree with their text, or have none."""
-        query = " UNION ".join(
-            [MISMATCHED_SENTENCES_SQL, POSITION_GAPS_SQL, UNSPLIT_ARTICLES_SQL, BAD_VECTOR_SQL]
-        )
-        rows = self.conn.execute(query, (self.manifest.model.dimension * 4,)).fetchall()
-        return [r[0] for r in rows]
-
-    def reembed(self, article_ids: list[str]) -> None:
-        """Split and embed these articles again from their stored text."""
-        self._begin()
-        for article_id in article_ids:
-            row = self.conn.execute(
-                "SELECT id, title, text, url, source, published, metadata FROM articles "
-                "WHERE id = ?",
-                (article_id,),
-            ).fetchone()
-            if row is None or not row[2].strip():
-                continue
-            article = Article(
-                id=row[0],
-                title=row[1],
-                text=row[2],
-                url=row[3],
-                source=row[4],
-                published=row[5],
-                metadata=json.loads(row[6] or "{}"),
-            )
-            # Its copies keep pointing to it: only its own sentences are made anew.
-            self._drop_sentences(article_id)
-            self._pending[article_id] = _Pending(
-                article,
-                article.content_hash(),
-                _text_hash(article.text),
-                split_sentences(article.text),
-                replaced=False,
-            )
-        self._flush(None)
-        self.summary.added.clear()
-
-    def drop_orphans(self) -> int:
-        self._begin()
-        orphans = [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT s.id FROM sentences s LEFT JOIN articles a ON a.id = s.article_id "
-                "WHERE a.id IS NULL"
-            )
-        ]
-        for sid in orphans:
-            self.conn.execute("DELETE FROM sentences_fts WHERE rowid = ?", (sid,))
-            self.conn.execute("DELETE FROM sentences WHERE id = ?", (sid,))
-        self._remove_ids.append(np.array(orphans, dtype=np.int64))
-        self._dirty = True
-        return len(orphans)
-
-    def rebuild_keyword_index(self) -> None:
-        """Both keyword indexes anew, from the sentence and article rows."""
-        self._begin()
-        self.conn.execute("DELETE FROM sentences_fts")
-        rows = self.conn.execute(
-            'SELECT s.id, s.article_id, s.position, s.start, s."end", s.text, a.title '
-            "FROM sentences s JOIN articles a ON a.id = s.article_id "
-            "ORDER BY s.article_id, s.position"
-        ).fetchall()
-        by_article: dict[str, list[tuple[int, Sentence, str | None]]] = {}
-        for sid, article_id, position, start, end, text, title in rows:
-            by_article.setdefault(article_id, []).append(
-                (sid, Sentence(position, start, end, text), title)
-            )
-        for group in by_article.values():
-            sentences = [s for _, s, _ in group]
-            self.conn.executemany(
-                "INSERT INTO sentences_fts (rowid, text, context) VALUES (?, ?, ?)",
-                [
-                    (sid, s.text, keyword_context(title, sentences, i))
-                    for i, (sid, s, title) in enumerate(group)
-                ],
-            )
-        self.conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')")
-        self._dirty = True
-
-    def rebuild_vectors(self) -> None:
-        self._begin()
-        self.vectors = rebuild_vectors(self.conn, self.manifest.model.dimension)
-        self._vectors_touched = True
-        self._dirty = True
-
-    def force_commit(self) -> None:
-        """Commit even when no row changed: rewrites counts, manifest and vectors file."""
-        self._begin()
-        self._dirty = True
-        self.commit()
-
     # -- committing -----------------------------------------------------------------------------
 
     def commit(self) -> IndexSummary:
@@ -535,32 +363,22 @@ class IndexWriter:
         if self.vectors.ntotal != sentences:  # never commit rows and vectors that disagree
             self.rollback()
             raise StoreError(f"vectors ({self.vectors.ntotal}) disagree with rows ({sentences})")
-        manifest = self.manifest.model_copy(
-            update={
-                "counts": Counts(articles=articles, sentences=sentences),
-                "generation": self.manifest.generation + 1,
-                "updated": now_iso(),
-            }
+        manifest = next_generation(
+            self.manifest, counts=Counts(articles=articles, sentences=sentences)
         )
-        manifest.vectors.file = f"vectors.{manifest.generation}.faiss"
-        self.conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?), "
-            "('next_sentence_id', ?)",
-            (manifest.model_dump_json(), str(self._next_id)),
+        commit_generation(
+            self.directory,
+            self.conn,
+            manifest,
+            self.vectors,
+            {"next_sentence_id": str(self._next_id)},
         )
-        # The vectors file of the new generation is written before the commit that names it,
-        # so a committed generation always has its file; a crash before the commit leaves a
-        # file of a generation that never was, which the next writer drops.
-        save_vectors(self.directory, self.vectors, manifest.generation, prune=False)
-        self.conn.execute("COMMIT")
         self._in_transaction = False
         self.manifest = manifest
         self._dirty = False
         self._vectors_touched = False
         self._batch_sentences = 0
         self._batch_started = time.perf_counter()
-        prune_vectors(self.directory, manifest.generation)
-        write_json_atomically(self.directory / MANIFEST_FILE, manifest_json(manifest))
         self.manifest, self.vectors = maybe_optimize(
             self.directory, self.conn, manifest, self.vectors
         )
@@ -576,7 +394,8 @@ class IndexWriter:
 
     def rollback(self) -> None:
         if self._in_transaction:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # not when the failure came after the COMMIT
+                self.conn.execute("ROLLBACK")
             self._in_transaction = False
             if self._vectors_touched:  # a commit failed half-way: reload the committed vectors
                 self.vectors = load_vectors(self.directory, self.manifest, self.conn)

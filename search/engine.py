@@ -76,7 +76,7 @@ class Sift:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.directory = Path(settings.index).expanduser()
+        self.directory = settings.index
         self._embedder: Embedder | None = None
         self._query_encoder: QueryEncoder | None = None
         self._queries_ready = False

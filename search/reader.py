@@ -12,8 +12,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 from sift.errors import StoreError
+from sift.index.lock import writer_busy
 from sift.index.manifest import Manifest, vectors_file
-from sift.index.store import connect, load_vectors, metadata_of, read_manifest, writer_busy
+from sift.index.store import connect, load_vectors, metadata_of, read_manifest
 from sift.index.vectors import nearest
 from sift.search.filters import ArticleFilter
 from sift.search.results import ArticleView, IndexStats

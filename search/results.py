@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from sift.index.records import iso_date
 from sift.search.filters import ArticleFilter
 
 #: Hard ceilings, whatever the settings say; the settings may lower them.
@@ -57,15 +57,8 @@ class SearchRequest(BaseModel):
 
     @field_validator("since", "until")
     @classmethod
-    def _iso_date(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        assert value is not None
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"must be an ISO date like 2024-06-19, got {value!r}") from None
-        return value
+    def _iso_date(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return iso_date(value, str(info.field_name)) if value else None
 
     @field_validator("meta")
     @classmethod
@@ -90,7 +83,11 @@ class Hit(BaseModel):
     """One passage: the sentence that matched, with its neighbours and its article."""
 
     rank: int
-    score: float = Field(description="Cosine similarity of the query and the hit sentence.")
+    score: float = Field(
+        description="Higher ranks first. Its scale depends on the mode: the cosine similarity of "
+        "query and sentence in dense mode, the BM25 score in keyword mode, the fused (RRF) "
+        "score in hybrid mode. Compare scores within one response, not across modes."
+    )
     article_id: str
     title: str | None
     source: str | None

@@ -186,10 +186,20 @@ def test_too_many_articles_in_one_post(api: httpx.Client) -> None:
     assert message == "at most 3 articles per request, got 4"
 
 
-def test_an_article_text_over_the_limit(api: httpx.Client) -> None:
-    article = {"id": "long-1", "text": "word " * 60}
-    message = assert_error(api.post("/articles", json=article, headers=AUTH), 413, "too_large")
-    assert message == "article 'long-1' has 300 characters of text; at most 200 are accepted"
+def test_an_article_text_over_the_limit_fails_alone(api: httpx.Client) -> None:
+    """One rule for the CLI and the API: the long article is refused, the rest is indexed."""
+    batch = [{"id": "long-1", "text": "word " * 60}, {"id": "short-1", "text": "A short one."}]
+    response = api.post("/articles", json=batch, headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["added"] == ["short-1"]
+    assert body["failed"] == [
+        {
+            "where": "long-1",
+            "reason": "article is 300 characters, over the limit of 200 (SIFT_MAX_ARTICLE_CHARS)",
+        }
+    ]
+    assert api.get("/articles/long-1").status_code == 404
 
 
 # -- request ids and logs ----------------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sift.index.embed import Embedder, choose_backend
 from sift.index.pipeline import DEPTH, read_ahead
+from sift.index.recipe import embedding_text
 from sift.index.records import Article, Failure
-from sift.index.writer import embedding_text
 from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings

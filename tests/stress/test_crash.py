@@ -121,7 +121,7 @@ def test_a_crash_around_the_commit_leaves_a_committed_state(
     """A crash while writing the vectors file (before the commit) leaves the previous state;
     one while rewriting manifest.json (after it) leaves the new one, and check brings the file
     up to date."""
-    import sift.index.writer as writer_module
+    import sift.index.generations as writer_module
 
     folder = tmp_path / "c"
     corpus(folder, 40)
