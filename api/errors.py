@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sift.errors import SiftError
+from sift.errors import SiftError, validation_message
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("sift.api")
@@ -37,19 +37,10 @@ def error(
     )
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for item in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body", "query"))
-        msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts) or "invalid request"
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error(422, "invalid_request", _validation_message(exc))
+        return error(422, "invalid_request", validation_message(exc, limit=3))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

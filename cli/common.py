@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from sift.errors import SiftError
+from sift.errors import SiftError, validation_message
 from sift.logs import JsonFormatter
 from sift.settings import Settings
 
@@ -97,19 +97,12 @@ def command_settings(
     try:
         settings = Settings(**flags(index=index, model=model, **more))
     except ValidationError as exc:
-        fail(f"bad configuration: {first_error(exc)}")
+        fail(f"bad configuration: {validation_message(exc)}")
     except SiftError as exc:  # a config file that cannot be used
         fail(f"bad configuration: {exc}", exc.exit_status)
     if logs:
         _configure_logging(settings.log_format)
     return settings
-
-
-def first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    return f"{loc}: {msg}" if loc else msg
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -147,6 +140,6 @@ def errors_to_exit() -> Iterator[None]:
     except SiftError as exc:
         fail(str(exc), exc.exit_status)
     except ValidationError as exc:
-        fail(first_error(exc))
+        fail(validation_message(exc))
     except KeyboardInterrupt:
         fail("interrupted; committed batches are kept and a rerun goes on from there", 130)

@@ -8,7 +8,10 @@ new class here and nothing else. Messages are written for the person who has to 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "ConfigError",
@@ -24,6 +27,7 @@ __all__ = [
     "SiftError",
     "StoreError",
     "WriterBusy",
+    "validation_message",
 ]
 
 
@@ -132,3 +136,16 @@ class EncoderUnavailable(ModelError):
     """No ONNX encoder can serve this model here; the message says why."""
 
     code = "encoder_unavailable"
+
+
+def validation_message(exc: ValidationError, limit: int = 1) -> str:
+    """A pydantic validation failure in a line a person reads: `field: what is wrong`, for the
+    first `limit` problems. The request envelope (`body`, `query`) is not part of the name."""
+    parts = []
+    for item in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in item.get("loc", ()) if p not in ("body", "query"))
+        msg = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        if item.get("type") == "string_too_short" and loc == "text":
+            msg = "article has no text"
+        parts.append(f"{loc}: {msg}" if loc and loc not in msg else msg)
+    return "; ".join(parts) or "invalid"

@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - the `web` extra is not installe
     raise ImportError("reading feeds needs the web extra: pip install 'sift-search[web]'") from exc
 from pydantic import ValidationError
 from sift.errors import FeedError, FetchError, InputError
-from sift.index.ingest import html_article
+from sift.index.ingest import article_or_failure, html_article
 from sift.index.manifest import DATABASE_FILE
 from sift.index.records import Article, Failure
 from sift.index.store import connect
@@ -270,7 +270,7 @@ class LiveSources:
                     yield Failure(url, getattr(exc, "reason", str(exc)))
                     continue
                 if feed is None:
-                    yield _make(
+                    yield article_or_failure(
                         lambda page=page, url=url: page_article(page, article_id_for(url)), url
                     )
                 else:
@@ -332,7 +332,7 @@ class LiveSources:
         text = self._summary(entry)
         if not text:
             return None, Failure(where, f"{problem}, and the feed gives no text for it")
-        fallback = _make(
+        fallback = article_or_failure(
             lambda: Article(**fields, text=text, metadata=metadata | {"text_from": "feed"}), where
         )
         if isinstance(fallback, Failure):
@@ -353,10 +353,3 @@ class LiveSources:
         rows = [row for row in self._pending if row[2] in stored]
         self._pending.clear()
         return SeenEntries(self.directory).add(rows)
-
-
-def _make(build: Any, where: str) -> Article | Failure:
-    try:
-        return build()
-    except (InputError, ValidationError, ValueError) as exc:
-        return Failure(where, str(exc))

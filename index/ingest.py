@@ -6,13 +6,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sift.errors import InputError
+from sift.errors import InputError, validation_message
 from sift.index.records import Article, Failure
 
 TEXT_SUFFIXES = {".txt", ".text"}
@@ -90,11 +90,13 @@ def read_file(
     base_id = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
-        yield _make(lambda: Article(id=base_id, title=_first_line(text), text=text), str(path))
+        yield article_or_failure(
+            lambda: Article(id=base_id, title=_first_line(text), text=text), str(path)
+        )
     elif suffix in MARKDOWN_SUFFIXES:
-        yield _make(lambda: _markdown_article(text, base_id), str(path))
+        yield article_or_failure(lambda: _markdown_article(text, base_id), str(path))
     elif suffix in HTML_SUFFIXES:
-        yield _make(lambda: html_article(text, base_id), str(path))
+        yield article_or_failure(lambda: html_article(text, base_id), str(path))
     elif suffix == ".json":
         yield from _json_articles(text, base_id, str(path))
     elif suffix == ".jsonl":
@@ -125,22 +127,14 @@ def decode(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> str:
     return text
 
 
-def _make(build: Any, where: str) -> Article | Failure:
+def article_or_failure(build: Callable[[], Article], where: str) -> Article | Failure:
+    """The article `build` makes, or the reason it could not, as a Failure at `where`."""
     try:
         return build()
     except ValidationError as exc:
-        return Failure(where, _validation_message(exc))
+        return Failure(where, validation_message(exc))
     except (ValueError, TypeError) as exc:
         return Failure(where, str(exc))
-
-
-def _validation_message(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "string_too_short" and loc == "text":
-        message = "article has no text"
-    return f"{loc}: {message}" if loc and loc not in message else message
 
 
 def _first_line(text: str) -> str | None:
@@ -226,7 +220,7 @@ def _records(
         if not isinstance(raw, dict):
             yield Failure(here, f"expected a JSON object, got {type(raw).__name__}")
             continue
-        article = _make(lambda raw=raw: Article.from_mapping(raw), here)
+        article = article_or_failure(lambda raw=raw: Article.from_mapping(raw), here)
         if isinstance(article, Article):
             article = article.with_default_id(f"{base_id}#{label.split()[-1]}")
         yield article
@@ -242,7 +236,7 @@ def _json_articles(text: str, base_id: str, where: str) -> Iterator[Article | Fa
     except RecursionError:
         raise InputError("JSON nested too deeply") from None
     if isinstance(data, dict):
-        article = _make(lambda: Article.from_mapping(data), where)
+        article = article_or_failure(lambda: Article.from_mapping(data), where)
         yield article.with_default_id(base_id) if isinstance(article, Article) else article
     elif isinstance(data, list):
         if not data:

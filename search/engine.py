@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sift.errors import InvalidRequest, StoreError
 from sift.index.embed import Embedder
-from sift.index.ingest import IngestTally, read_inputs
+from sift.index.ingest import IngestTally, article_or_failure, read_inputs
 from sift.index.manifest import FORMAT_VERSION, Manifest
 from sift.index.records import Article, Failure
 from sift.index.store import connect, read_manifest
@@ -174,7 +175,10 @@ class Sift:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def search(self, request: SearchRequest) -> SearchResponse:
+    def search(self, query: str | SearchRequest, /, **options: Any) -> SearchResponse:
+        """The best passages for `query`: plain words, with `options` as in SearchRequest
+        (k, mode, context, source, since, ...), or a whole SearchRequest."""
+        request = query if isinstance(query, SearchRequest) else SearchRequest(q=query, **options)
         return self.search_batch([request])[0]
 
     def search_batch(self, requests: list[SearchRequest]) -> list[SearchResponse]:
@@ -330,8 +334,19 @@ class Sift:
             else:
                 yield item
 
-    def remove(self, article_ids: Iterable[str]) -> IndexSummary:
-        return self._write(lambda w: w.remove(article_ids))
+    def add(
+        self, articles: Article | Mapping[str, Any] | Iterable[Article | Mapping[str, Any]]
+    ) -> IndexSummary:
+        """Index articles given as Article objects or mappings with at least a text (fields as
+        in a JSON article). New ones are added, changed ones replaced, the same ones skipped;
+        an article that cannot be used is listed in `failed`, and the rest is indexed."""
+        given = [articles] if isinstance(articles, Article | Mapping) else list(articles)
+        return self.index_articles(_as_article(item) for item in given)
+
+    def remove(self, article_ids: str | Iterable[str]) -> IndexSummary:
+        """Remove articles (and their sentences and vectors) by id."""
+        ids = [article_ids] if isinstance(article_ids, str) else article_ids
+        return self._write(lambda w: w.remove(ids))
 
     def _write(self, stage: Callable[[IndexWriter], IndexSummary]) -> IndexSummary:
         settings = self.settings
@@ -350,3 +365,16 @@ class Sift:
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
+
+    def __enter__(self) -> Sift:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _as_article(item: Article | Mapping[str, Any]) -> Article | Failure:
+    if isinstance(item, Article):
+        return item
+    where = str(item.get("id") or item.get("title") or "article")
+    return article_or_failure(lambda: Article.from_mapping(dict(item)), where)

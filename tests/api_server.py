@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_cli import SIFT
+from tests.helpers import SIFT
 
 
 @dataclass

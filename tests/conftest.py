@@ -6,6 +6,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,7 @@ from sift.index.embed import Embedder  # noqa: E402
 from sift.search.engine import Sift  # noqa: E402
 from sift.settings import Settings  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SEEDS = ROOT / "seeds"
-EVAL = ROOT.parent / "shared" / "eval"
+from tests.helpers import SEEDS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +36,31 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture(scope="session")
-def seeded_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
-    """An index of seeds/, built once; tests must not write to it."""
+def seeded_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Path]:
+    """An index of seeds/, built once and shared: a test that writes copies it first
+    (`tests.api_server.copy_index`). Checked at the end: no test wrote to it."""
     directory = tmp_path_factory.mktemp("seeded") / "index"
     summary = Sift(Settings(index=directory)).index_paths([SEEDS])
     assert not summary.failed, summary.failed
-    return directory
+    committed = (directory / "manifest.json").read_text(encoding="utf-8")
+    yield directory
+    assert (directory / "manifest.json").read_text(encoding="utf-8") == committed, (
+        "a test wrote to the shared seeded index; copy it first"
+    )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="Also run the tests marked slow.")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests (marked `slow`) are opt-in: the README's test command passes --slow."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow (the README's test command does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +72,6 @@ def seeded(seeded_dir: Path) -> Sift:
 def engine(tmp_path: Path, embedder: Embedder) -> Sift:
     """A fresh, empty index of its own."""
     return Sift(Settings(index=tmp_path / "index"))
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")

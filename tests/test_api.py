@@ -15,7 +15,7 @@ from sift.search.results import SearchRequest
 from sift.settings import Settings
 
 from tests.api_server import free_port, serve
-from tests.test_cli import SIFT
+from tests.helpers import SIFT
 
 
 @pytest.fixture(scope="module")

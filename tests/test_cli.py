@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,8 @@ import pytest
 from sift.cli.main import app
 from typer.testing import CliRunner
 
-from tests.conftest import ROOT, SEEDS, write
+from tests.helpers import ROOT, SEEDS, SIFT, write
 
-SIFT = shutil.which("sift", path=str(Path(sys.executable).parent)) or "sift"
 runner = CliRunner()
 
 

@@ -16,8 +16,7 @@ from sift.cli.main import app
 from typer.testing import CliRunner
 
 from tests.api_server import free_port
-from tests.conftest import write
-from tests.test_cli import SIFT
+from tests.helpers import SIFT, write
 
 runner = CliRunner()
 QUERY = "who signed the defence pact"

@@ -18,16 +18,15 @@ from sift.search.engine import Sift
 from sift.settings import Settings
 
 from tests.api_server import serve
+from tests.helpers import LIVE, version_text
 
 ROUNDS = 6
-LIVE = 8
-
 WRITER = r"""
 import sys
 from sift.index.records import Article
 from sift.settings import Settings
 from sift.search.engine import Sift
-from tests.test_concurrency import version_text, LIVE
+from tests.helpers import version_text, LIVE
 engine = Sift(Settings(index=sys.argv[1]))
 for round_ in range(int(sys.argv[2])):
     articles = [Article(id=f"live-{j}", title=f"Live {j}", text=version_text(j, round_))
@@ -37,15 +36,6 @@ for round_ in range(int(sys.argv[2])):
     engine.index_articles(articles)
     print("committed", round_, flush=True)
 """
-
-
-def version_text(j: int, version: int) -> str:
-    """Article j as written in round `version`: every sentence names its version."""
-    return (
-        f"Ferry report {j} version {version}: the harbour ferries run again. "
-        f"Version {version} of report {j} counts {version * 10 + j} sailings. "
-        f"The harbour master confirmed version {version} late on day {version}."
-    )
 
 
 def consistent(hit: dict[str, object]) -> bool:

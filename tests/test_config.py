@@ -12,7 +12,7 @@ from sift.errors import ConfigError
 from sift.settings import Settings, describe
 from typer.testing import CliRunner
 
-from tests.conftest import write
+from tests.helpers import write
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from sift.search.results import SearchRequest
 from sift.settings import Settings
 from typer.testing import CliRunner
 
-from tests.conftest import write
+from tests.helpers import write
 
 runner = CliRunner()
 

@@ -17,7 +17,7 @@ from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
-from tests.conftest import SEEDS, write
+from tests.helpers import SEEDS, write
 
 
 def rows_and_vectors(directory: Path) -> tuple[int, int, int]:

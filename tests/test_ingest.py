@@ -9,7 +9,7 @@ import pytest
 from sift.index.ingest import IngestTally, read_inputs
 from sift.index.records import Article, Failure
 
-from tests.conftest import SEEDS, write
+from tests.helpers import SEEDS, write
 
 
 def read(*paths: Path) -> tuple[list[Article], list[Failure]]:

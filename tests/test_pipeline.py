@@ -17,7 +17,7 @@ from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
-from tests.conftest import SEEDS
+from tests.helpers import SEEDS
 
 
 def articles(count: int, pulled: list[int]) -> Iterator[Article | Failure]:

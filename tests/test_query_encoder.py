@@ -17,7 +17,7 @@ from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
-from tests.conftest import ROOT, SEEDS
+from tests.helpers import ROOT, SEEDS
 
 SENTENCES = [
     "At least 100 North Korean soldiers have been killed fighting for Russia, Seoul says.",

@@ -27,7 +27,7 @@ from sift.search.results import SearchRequest
 from sift.settings import Settings
 from typer.testing import CliRunner
 
-from tests.conftest import EVAL
+from tests.helpers import EVAL
 
 DIM = 384
 

@@ -26,7 +26,10 @@ from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
-from tests.test_cli import SIFT
+from tests.helpers import SIFT
+
+#: Minutes of killing and rerunning: opt-in with --slow, as the README's test command does.
+pytestmark = pytest.mark.slow
 
 KILLS = int(os.environ.get("STRESS_KILLS", "3"))
 ARTICLES = int(os.environ.get("STRESS_ARTICLES", "600"))
