@@ -8,6 +8,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI, Security
+from fastapi_offline import FastAPIOffline
 from sift.api import errors, logs
 from sift.api.cors import Cors
 from sift.api.limits import BodyLimit
@@ -40,7 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI's and ReDoc's assets from the installed fastapi-offline
+    # package, not a CDN: the pages work on a machine without internet.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="sift",
         summary="Semantic passage search over news articles.",
         version=version("sift-search"),

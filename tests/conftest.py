@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 # Weights come from the installed package only; nothing may reach a model hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -25,7 +26,7 @@ from sift.index.embed import Embedder  # noqa: E402
 from sift.search.engine import Sift  # noqa: E402
 from sift.settings import Settings  # noqa: E402
 
-from tests.helpers import SEEDS  # noqa: E402
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, SEEDS  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +92,13 @@ def other_model(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) ->
     weights[name] = weights[name] + 0.05 * torch.ones_like(weights[name])
     save_file(weights, target / "model.safetensors")
     return target
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

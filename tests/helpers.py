@@ -12,6 +12,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 #: The shared evaluation data (SQuAD, BBC News), beside the checkout; absent on a user's clone.
 EVAL = ROOT.parent / "shared" / "eval"
+#: Debian's chromium, which the browser tests drive (no downloaded browser), and how.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 #: The `sift` command of the environment running the tests.
 SIFT = shutil.which("sift", path=str(Path(sys.executable).parent)) or "sift"
 

@@ -82,9 +82,9 @@ def test_one_import_package() -> None:
 
 @pytest.mark.slow
 def test_the_wheel_holds_only_sift(tmp_path: Path) -> None:
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w"]
-        + [str(tmp_path), str(ROOT)],
+        [*pip_wheel, "-q", "-w", str(tmp_path), str(ROOT)],
         check=True,
         timeout=300,
     )
