@@ -1,4 +1,4 @@
-"""sift's JSON API: a FastAPI app over `search.engine.Sift`."""
+"""sift's JSON API: a FastAPI app over `sift.search.engine.Sift`."""
 
 from sift.api.app import create_app
 

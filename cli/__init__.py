@@ -1,0 +1,1 @@
+"""The `sift` command line: options, then Settings, then one engine call, then rendering."""

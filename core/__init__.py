@@ -54,7 +54,7 @@ _LAZY = {
 }
 
 
-def open(path: str | Path | None = None, **settings: Any) -> Sift:  # noqa: A001
+def open(path: str | Path | None = None, **settings: Any) -> Sift:
     """The engine over the index at `path` (default: SIFT_INDEX, else the user data dir),
     with any other setting given by name (`model=...`, `rrf_k=...`). A new index is made by
     its first `add()`. Use it as a context manager, or `close()` it."""

@@ -1,4 +1,4 @@
-"""The reader side of sift: open an index, rank sentences, build passages; and the CLI."""
+"""The reader side of sift: open an index, rank sentences, build passages (`engine.Sift`)."""
 
 from sift.errors import InvalidRequest
 from sift.search.engine import Sift
