@@ -80,7 +80,6 @@ def test_one_import_package() -> None:
     assert importlib.import_module("sift.index.writer").__file__ == str(ROOT / "index/writer.py")
 
 
-@pytest.mark.slow
 def test_the_wheel_holds_only_sift(tmp_path: Path) -> None:
     pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
     subprocess.run(
@@ -173,3 +172,15 @@ def test_the_cli_and_the_api_map_each_error(cls: type[SiftError]) -> None:
     response = TestClient(app, raise_server_exceptions=False).get("/fail")
     assert response.status_code == cls.http_status
     assert response.json() == {"error": cls.code, "message": str(instance(cls))}
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    crossing = [
+        f"{module.__name__} imports {node.module}.{alias.name}"
+        for module in sift_modules()
+        for node in ast.walk(ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sift")
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert not crossing, crossing
