@@ -17,7 +17,14 @@ from sift.cli.main import app
 from sift.index.embed import Embedder
 from sift.index.robots import RobotsCache, agent_token
 from sift.index.sitemaps import parse_sitemap
-from sift.index.web import USER_AGENT, Fetcher, FetchPolicy, Page, RobotsDisallowed
+from sift.index.web import (
+    USER_AGENT,
+    Fetcher,
+    FetchError,
+    FetchPolicy,
+    Page,
+    RobotsDisallowed,
+)
 from typer.testing import CliRunner
 
 from tests.news_site import (
@@ -127,6 +134,21 @@ def test_robots_txt_is_matched_on_our_product_token(site: Site) -> None:
     custom = replace(QUICK, user_agent="NewsDesk/2.0 (+https://desk.invalid)")
     with Fetcher(custom) as fetcher, pytest.raises(RobotsDisallowed, match="'newsdesk'"):
         fetcher.get(site.url("/world/pact.html"))  # the * group: all of /world/
+
+
+def test_each_redirect_hop_is_asked_about(site: Site) -> None:
+    robots(site, "User-agent: *\nDisallow: /private/\n")
+    site.routes["/old"] = lambda _: (301, {"Location": "/world/pact.html"}, b"")
+    site.routes["/sneaky"] = lambda _: (302, {"Location": "/private/x.html"}, b"")
+    site.routes["/loop"] = lambda _: (302, {"Location": "/loop"}, b"")
+    with Fetcher(QUICK) as fetcher:
+        page = fetcher.get(site.url("/old"))
+        assert page.final_url == site.url("/world/pact.html") and b"defence pact" in page.body
+        with pytest.raises(RobotsDisallowed, match="disallowed by"):
+            fetcher.get(site.url("/sneaky"))
+        with pytest.raises(FetchError, match="more than 5 redirects"):
+            fetcher.get(site.url("/loop"))
+    assert "/private/x.html" not in site.hits and site.hits["/loop"] == 6
 
 
 def test_an_unreadable_robots_txt_stops_fetching_and_a_missing_one_allows_all(site: Site) -> None:
