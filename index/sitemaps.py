@@ -7,7 +7,7 @@ loaded and no network, so a hostile file cannot read local files, call out, or b
 
 from __future__ import annotations
 
-import hashlib
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,11 +34,6 @@ class SitemapEntry:
     title: str | None = None  # news:title
     published: str | None = None  # news:publication_date
     source: str | None = None  # news:publication/news:name
-
-    def fingerprint(self) -> str:
-        """Changes when the sitemap says the page changed."""
-        blob = "\x1f".join(v or "" for v in (self.lastmod, self.title, self.published))
-        return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -82,17 +77,15 @@ def _inflated(body: bytes) -> bytes:
     return data
 
 
-def _looks_like_xml(body: bytes) -> bool:
-    head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return head.startswith((b"<?xml", b"<urlset", b"<sitemapindex", b"<!--"))
+#: A root element of a sitemap near the start (after the XML declaration and comments).
+_SITEMAP_ROOT = re.compile(rb"<([\w.-]+:)?(urlset|sitemapindex)[\s>/]")
 
 
 def parse_sitemap(page: Page) -> Sitemap | None:
     """The sitemap in `page`, or None when it holds no sitemap."""
     body = _inflated(page.body)
-    if not _looks_like_xml(body) or not any(
-        root in body[:4096] for root in (b"urlset", b"sitemapindex")
-    ):
+    head = body[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head.startswith(b"<") or not _SITEMAP_ROOT.search(head):
         return None
     try:
         root = etree.fromstring(body, etree.XMLParser(**_PARSER_OPTIONS))

@@ -396,9 +396,11 @@ def test_a_sitemap_index_with_two_news_sitemaps(
 
 def test_sitemap_xml_is_parsed_without_entities_dtds_or_network() -> None:
     hostile = b"""<?xml version="1.0"?>
-<!DOCTYPE urlset [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<!DOCTYPE urlset [<!ENTITY secret SYSTEM "file:///etc/passwd">
+  <!ENTITY a "aaaaaaaaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+  <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>
 <urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
-  <url><loc>http://h/a&secret;</loc></url>
+  <url><loc>http://h/a&secret;&c;</loc></url>
   <url><loc>http://h/b</loc><lastmod>not a date</lastmod></url>
 </urlset>"""
     sitemap = parse_sitemap(Page("u", "http://h/s.xml", 200, "application/xml", None, hostile))
