@@ -39,7 +39,7 @@ from sift.search.engine import Sift
 from sift.settings import Settings
 
 if TYPE_CHECKING:
-    from sift.index.feeds import LiveSources
+    from sift.index.feeds import LiveSources, SourceReport
 
 
 def _is_url(source: str) -> bool:
@@ -60,8 +60,9 @@ def index_cmd(
     sources: Annotated[
         list[str],
         typer.Argument(
-            help="Files or folders of articles, URLs of web pages, or URLs of RSS/Atom feeds "
-            "(a feed's entries are fetched once: a rerun takes only new ones).",
+            help="Files or folders of articles, URLs of web pages, of RSS/Atom feeds or of "
+            "(news) sitemaps (a rerun fetches only new and changed entries; robots.txt is "
+            "obeyed).",
             show_default=False,
         ),
     ],
@@ -71,7 +72,7 @@ def index_cmd(
     quiet: QuietOpt = False,
     log_format: LogFormatOpt = None,
 ) -> None:
-    """Index files and folders (txt, md, html, json, jsonl, csv), web pages and feeds."""
+    """Index files and folders (txt, md, html, json, jsonl, csv), web pages, feeds and sitemaps."""
     settings = command_settings(index, model, log_format=log_format)
     engine = Sift(settings)
     tally = IngestTally()
@@ -114,7 +115,8 @@ def _counted(
 @app.command("watch")
 def watch_cmd(
     feeds: Annotated[
-        list[str], typer.Argument(help="URLs of feeds (or pages) to poll.", show_default=False)
+        list[str],
+        typer.Argument(help="URLs of feeds or sitemaps (or pages) to poll.", show_default=False),
     ],
     every: Annotated[
         float | None,
@@ -186,11 +188,30 @@ def _watch_round(
         return
     for failure in summary.failed:
         err.print(f"[red]failed[/] {escape(str(failure))}", soft_wrap=True)
+    _print_sources(live)
     counts = summary.counts()
-    seen = sum(f.seen for f in live.feeds)
+    seen = sum(f.seen for f in live.sources)
+    robots = sum(f.robots for f in live.sources)
+    not_modified = sum(f.not_modified for f in live.sources)
     out.print(
         f"round {number}, {now:%H:%M:%S}: {counts['added']} added, {counts['updated']} updated, "
-        f"{counts['failed']} failed, {seen} seen before"
+        f"{counts['failed']} failed, {seen} seen before, {not_modified} not modified, "
+        f"{robots} skipped by robots.txt"
+    )
+
+
+def _print_sources(live: LiveSources) -> None:
+    for skip in live.skipped:
+        err.print(f"[dim]skipped {escape(skip.where)}: {escape(skip.reason)}[/]", soft_wrap=True)
+    for report in live.feeds:
+        err.print(f"[dim]{escape(_source_line(report))}[/]", soft_wrap=True)
+
+
+def _source_line(r: SourceReport) -> str:
+    return (
+        f"{r.kind} {r.url}: {r.entries} entries ({r.new} new, {r.updated} updated, "
+        f"{r.seen} seen before); {r.fetched} fetched, {r.not_modified} not modified, "
+        f"{r.robots} skipped by robots.txt, {r.failed} failed"
     )
 
 
@@ -237,9 +258,8 @@ def _index_report(
     if tally is not None:
         report["skipped_files"] = tally.skipped
     if live is not None:
-        report["feeds"] = [
-            {"url": f.url, "entries": f.entries, "new": f.new, "seen": f.seen} for f in live.feeds
-        ]
+        report["feeds"] = [f.as_dict() for f in live.feeds]
+        report["skipped"] = [{"where": s.where, "reason": s.reason} for s in live.skipped]
     return report
 
 
@@ -258,12 +278,8 @@ def _report_index(
         err.print(f"[red]failed[/] {escape(str(failure))}", soft_wrap=True)
     if tally.skipped:
         err.print(f"[dim]skipped {len(tally.skipped)} files of unsupported types[/]")
-    for feed in live.feeds if live is not None else []:
-        err.print(
-            f"[dim]feed {escape(feed.url)}: {feed.entries} entries, {feed.new} new, "
-            f"{feed.seen} seen before[/]",
-            soft_wrap=True,
-        )
+    if live is not None:
+        _print_sources(live)
     rate = summary.sentences / summary.seconds if summary.seconds else 0.0
     out.print(
         f"{counts['added']} added, {counts['updated']} updated, {counts['unchanged']} unchanged, "

@@ -179,7 +179,7 @@ def clip(text: str, width: int) -> str:
 # -- stats ----------------------------------------------------------------------------------
 
 
-def print_stats(stats: IndexStats, feeds: dict[str, int] | None, out: Console) -> None:
+def print_stats(stats: IndexStats, sources: list[dict[str, Any]] | None, out: Console) -> None:
     """What is in the index, how big it is on disk, which model made it and when it changed."""
     database, vectors = _sizes(Path(stats.index))
     lines = [
@@ -198,13 +198,22 @@ def print_stats(stats: IndexStats, feeds: dict[str, int] | None, out: Console) -
         ("created", stats.created),
         ("updated", f"{stats.updated} ({_ago(stats.updated)})"),
     ]
-    if feeds:
-        entries = sum(feeds.values())
-        lines.append(("feeds", f"{len(feeds)} read, {entries:,} of their entries indexed"))
+    if sources:
+        entries = sum(s["entries"] for s in sources)
+        lines.append(("feeds", f"{len(sources)} followed, {entries:,} of their entries indexed"))
     for key, value in lines:
         line = Text(f"{key:>9}  ", style="bold")
         line.append(value)
         out.print(line)
+    for s in sources or []:
+        line = Text(f"{'':>9}  ")
+        line.append(f"{s['kind']} {s['url']}", style="bold")
+        line.append(
+            f": {s['entries']:,} entries seen, {s['fetched']:,} fetched, "
+            f"{s['not_modified']:,} not modified, {s['robots']:,} skipped by robots.txt, "
+            f"{s['failed']:,} failed, in {s['rounds']:,} rounds"
+        )
+        out.print(line, soft_wrap=True)
 
 
 def _sizes(directory: Path) -> tuple[int, int]:

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -218,19 +219,21 @@ def stats_cmd(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     engine = Sift(settings)
     with errors_to_exit():
         stats = engine.stats()
-    feeds = _feed_counts(settings.index)
+    sources = _source_stats(settings.index)
+    feeds = {s["url"]: s["entries"] for s in sources}
     if as_json:
-        print_json({**stats.model_dump(mode="json"), "feeds": feeds})
+        print_json({**stats.model_dump(mode="json"), "feeds": feeds, "sources": sources})
         return
-    print_stats(stats, feeds, out)
+    print_stats(stats, sources, out)
 
 
-def _feed_counts(directory: Path) -> dict[str, int]:
+def _source_stats(directory: Path) -> list[dict[str, Any]]:
+    """Each feed and sitemap the index follows, with its counts over all runs."""
     try:
-        from sift.index.feeds import SeenEntries
+        from sift.index.feed_state import FeedState
     except ImportError:  # no web extra: no feeds either
-        return {}
-    return SeenEntries(directory).counts()
+        return []
+    return [asdict(s) for s in FeedState(directory).stats()]
 
 
 # -- config ---------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ __all__ = [
     "ModelError",
     "ModelMismatch",
     "NotFound",
+    "RobotsDisallowed",
     "SiftError",
+    "SitemapError",
     "StoreError",
     "WriterBusy",
     "validation_message",
@@ -79,16 +81,30 @@ class FeedError(InputError):
     code = "invalid_feed"
 
 
+class SitemapError(FeedError):
+    """A resource that says it is a sitemap but cannot be read as one."""
+
+    code = "invalid_sitemap"
+
+
 class FetchError(SiftError):
     """A URL that could not be fetched; the message says why, in words a user can act on."""
 
     code = "fetch_failed"
     http_status = 502
 
-    def __init__(self, url: str, reason: str):
+    def __init__(self, url: str, reason: str, status: int | None = None):
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+        self.status = status  # the HTTP status that refused it, if one did
+
+
+class RobotsDisallowed(FetchError):
+    """A URL the site's robots.txt keeps us from: skipped, never asked for."""
+
+    code = "robots_disallowed"
+    http_status = 403
 
 
 # -- the index on disk --------------------------------------------------------------------------

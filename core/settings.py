@@ -160,6 +160,17 @@ class Settings(BaseSettings):
         description="User-Agent header; unset: sift/<version> (+https://sift.invalid/bot). "
         "Put your own contact URL here.",
     )
+    web_ignore_robots: bool = Field(
+        default=False,
+        description="Fetch what robots.txt disallows, and ignore its Crawl-delay. Only for sites "
+        "you own or have leave to crawl.",
+    )
+    web_robots_lifetime: float = Field(
+        default=3600.0,
+        ge=0,
+        le=86400,
+        description="Seconds a host's robots.txt is kept before it is read again.",
+    )
     watch_every: float = Field(
         default=900.0, ge=0, description="Seconds between two rounds of `sift watch`."
     )

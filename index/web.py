@@ -1,5 +1,6 @@
 """Fetching web pages and feeds politely: a timeout, retries with back-off, a size cap, a
-User-Agent that says who is asking, and a pause between two requests to one host."""
+User-Agent that says who is asking, robots.txt obeyed, a pause between two requests to one host
+(longer when robots.txt asks for it), and conditional requests that a 304 answers for free."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ try:
 except ImportError as exc:  # pragma: no cover - the `web` extra is not installed
     raise ImportError("fetching URLs needs the web extra: pip install 'sift-search[web]'") from exc
 
-from sift.errors import FetchError
+from sift.errors import FetchError, RobotsDisallowed
+from sift.index.robots import RobotsCache, RobotsRules
 from sift.settings import Settings
 
 log = logging.getLogger("sift.web")
@@ -47,6 +49,8 @@ class FetchPolicy:
     max_bytes: int = 5 * 1024 * 1024
     delay: float = 0.5
     user_agent: str = USER_AGENT
+    obey_robots: bool = True
+    robots_lifetime: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchPolicy:
@@ -57,12 +61,15 @@ class FetchPolicy:
             max_bytes=settings.web_max_bytes,
             delay=settings.web_delay,
             user_agent=settings.web_user_agent or USER_AGENT,
+            obey_robots=not settings.web_ignore_robots,
+            robots_lifetime=settings.web_robots_lifetime,
         )
 
 
 @dataclass(frozen=True)
 class Page:
-    """A fetched resource: its body as bytes, with what the server said about it."""
+    """A fetched resource: its body as bytes, with what the server said about it. A 304 answer
+    to a conditional request has no body: `not_modified`."""
 
     url: str  # as asked for
     final_url: str  # after redirects
@@ -70,6 +77,12 @@ class Page:
     media_type: str  # "text/html", lower case, without parameters; "" when not given
     charset: str | None
     body: bytes
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
 
     def text(self) -> str:
         """The body decoded: the header's charset, else the document's own declaration."""
@@ -97,20 +110,47 @@ def _known(charset: str | None) -> str | None:
         return None
 
 
-class Fetcher:
-    """One HTTP client for a run: connections are reused, requests to one host are spaced by
-    `policy.delay`. Use as a context manager. Thread-safe."""
+class HostPacer:
+    """When each host was last asked: kept apart from a Fetcher so that the pause holds across
+    the rounds of `sift watch`, each with its own client. Thread-safe."""
 
-    def __init__(self, policy: FetchPolicy | None = None):
+    def __init__(self) -> None:
+        self._last_request: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, url: str, delay: float) -> None:
+        """Sleep until `delay` seconds have passed since the host's previous request."""
+        host = urlsplit(url).netloc
+        with self._lock:
+            now = time.monotonic()
+            ready = self._last_request.get(host, 0.0) + delay
+            self._last_request[host] = max(now, ready)
+        if ready > now:
+            time.sleep(ready - now)
+
+
+class Fetcher:
+    """One HTTP client for a run: connections are reused, robots.txt is read once per host and
+    obeyed (unless the policy says not to), requests to one host are spaced by `policy.delay` or
+    the host's Crawl-delay, whichever is longer. Use as a context manager. Thread-safe.
+
+    `robots` and `pacer` may be shared by fetchers that follow one another (`sift watch`)."""
+
+    def __init__(
+        self,
+        policy: FetchPolicy | None = None,
+        robots: RobotsCache | None = None,
+        pacer: HostPacer | None = None,
+    ):
         self.policy = policy or FetchPolicy()
+        self.robots = robots or RobotsCache(self.policy.user_agent, self.policy.robots_lifetime)
+        self.pacer = pacer or HostPacer()
+        # Redirects are followed here, one hop at a time, so robots.txt is asked about each.
         self.client = httpx.Client(
             headers={"User-Agent": self.policy.user_agent, "Accept-Encoding": "gzip, deflate"},
             timeout=httpx.Timeout(self.policy.timeout),
-            follow_redirects=True,
-            max_redirects=MAX_REDIRECTS,
+            follow_redirects=False,
         )
-        self._last_request: dict[str, float] = {}
-        self._lock = threading.Lock()
 
     def __enter__(self) -> Fetcher:
         return self
@@ -126,14 +166,44 @@ class Fetcher:
     def close(self) -> None:
         self.client.close()
 
-    def get(self, url: str, accept: str = "*/*") -> Page:
-        """The resource at `url`, trying again after network errors, 429 and 5xx answers."""
+    def get(
+        self,
+        url: str,
+        accept: str = "*/*",
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> Page:
+        """The resource at `url`, trying again after network errors, 429 and 5xx answers.
+        With `etag` or `last_modified` (of an earlier answer) the request is conditional: an
+        unchanged resource comes back as a Page that is `not_modified`, with no body.
+        Raises RobotsDisallowed, before asking, for a URL robots.txt keeps us from."""
+        headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        return self._get(url, headers, obey_robots=self.policy.obey_robots)
+
+    def robots_rules(self, url: str) -> RobotsRules:
+        """The robots.txt rules of `url`'s host, fetched once per lifetime."""
+        return self.robots.rules(url, self._get_robots)
+
+    def delay_for(self, url: str) -> float:
+        """Seconds kept between two requests to `url`'s host."""
+        rules = self.robots.cached(url) if self.policy.obey_robots else None
+        return max(self.policy.delay, rules.delay() if rules is not None else 0.0)
+
+    def _get_robots(self, robots_url: str) -> tuple[int, bytes]:
+        page = self._get(robots_url, {"Accept": "text/plain"}, obey_robots=False)
+        return page.status, page.body
+
+    def _get(self, url: str, headers: dict[str, str], obey_robots: bool) -> Page:
         if urlsplit(url).scheme not in ("http", "https"):
             raise FetchError(url, "only http and https URLs can be fetched")
         attempt = 0
         while True:
             try:
-                return self._get_once(url, accept)
+                return self._get_once(url, headers, obey_robots)
             except _Retryable as exc:
                 if attempt >= self.policy.retries:
                     raise FetchError(url, f"{exc.reason} (tried {attempt + 1} times)") from None
@@ -148,27 +218,34 @@ class Fetcher:
                 time.sleep(wait)
                 attempt += 1
 
-    def _pause_for(self, url: str) -> None:
-        host = urlsplit(url).netloc
-        with self._lock:
-            now = time.monotonic()
-            ready = self._last_request.get(host, 0.0) + self.policy.delay
-            self._last_request[host] = max(now, ready)
-        if ready > now:
-            time.sleep(ready - now)
+    def _check_robots(self, url: str, obey: bool) -> None:
+        if not obey:
+            return
+        rules = self.robots_rules(url)
+        if not rules.allows(url):
+            raise RobotsDisallowed(url, rules.why_not(url))
 
-    def _get_once(self, url: str, accept: str) -> Page:
-        self._pause_for(url)
-        started = time.monotonic()
+    def _get_once(self, url: str, headers: dict[str, str], obey_robots: bool) -> Page:
+        hop = url
         try:
-            with self.client.stream("GET", url, headers={"Accept": accept}) as response:
-                if response.status_code in RETRY_STATUS:
-                    raise _Retryable(_status(response), _retry_after(response))
-                if response.status_code >= 400:
-                    raise FetchError(url, _status(response))
-                body = self._read_capped(url, response, started)
-        except httpx.TooManyRedirects:
-            raise FetchError(url, f"more than {MAX_REDIRECTS} redirects") from None
+            for _ in range(MAX_REDIRECTS + 1):
+                self._check_robots(hop, obey_robots)
+                self.pacer.wait(hop, self.delay_for(hop))
+                started = time.monotonic()
+                with self.client.stream("GET", hop, headers=headers) as response:
+                    if response.next_request is not None:  # a redirect: ask about the next hop
+                        hop = str(response.next_request.url)
+                        if urlsplit(hop).scheme not in ("http", "https"):
+                            raise FetchError(url, f"redirected to a non-web URL: {hop}")
+                        continue
+                    if response.status_code in RETRY_STATUS:
+                        raise _Retryable(_status(response), _retry_after(response))
+                    if response.status_code >= 400:
+                        raise FetchError(url, _status(response), response.status_code)
+                    body = self._read_capped(url, response, started)
+                    break
+            else:
+                raise FetchError(url, f"more than {MAX_REDIRECTS} redirects")
         except httpx.TimeoutException:
             raise _Retryable(f"timed out after {self.policy.timeout:g} s") from None
         except httpx.TransportError as exc:
@@ -182,9 +259,11 @@ class Fetcher:
             media_type=media_type.strip().lower(),
             charset=charset.group(1) if charset else None,
             body=body,
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
         )
         log.info(
-            "fetched %s",
+            "not modified %s" if page.not_modified else "fetched %s",
             url,
             extra={
                 "url": url,

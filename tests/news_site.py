@@ -1,9 +1,12 @@
 """A small news site on 127.0.0.1 for the web and feed tests: article pages with navigation,
-scripts and footers around the story, RSS and Atom feeds, and endpoints that misbehave (slow,
-flaky, oversized). It counts the requests for each path and keeps their User-Agents."""
+scripts and footers around the story, RSS and Atom feeds, news sitemaps and sitemap indexes,
+resources that answer conditional requests, and endpoints that misbehave (slow, flaky,
+oversized). It counts the requests for each path and keeps every request with its headers."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import threading
 import time
 from collections import Counter
@@ -21,6 +24,7 @@ class Request:
     path: str
     headers: dict[str, str]
     count: int  # how many times this path was asked for, this one included
+    at: float = 0.0  # time.monotonic() when it arrived
 
 
 @dataclass
@@ -172,6 +176,7 @@ class Site:
     routes: dict[str, Route] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     agents: list[str] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
@@ -180,15 +185,19 @@ class Site:
     def page(self, path: str, body: bytes, content_type: str = "text/html; charset=utf-8") -> None:
         self.routes[path] = lambda _: (200, {"Content-Type": content_type}, body)
 
+    def asked(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
     def _answer(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             self.hits[path] += 1
             self.agents.append(headers.get("User-Agent", ""))
-            count = self.hits[path]
+            request = Request(path, headers, self.hits[path], time.monotonic())
+            self.requests.append(request)
         route = self.routes.get(path)
         if route is None:
             return 404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>"
-        return route(Request(path, headers, count))
+        return route(request)
 
 
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
@@ -249,3 +258,75 @@ def failing_first(times: int, body: bytes, status: int = 503) -> Route:
         return 200, {"Content-Type": "text/html; charset=utf-8"}, body
 
     return route
+
+
+@dataclass
+class Versioned:
+    """A resource with an ETag and a Last-Modified date that answers conditional requests with
+    304; `change()` gives it a new body (and so new validators). Counts its 304 answers."""
+
+    body: bytes
+    content_type: str = "text/html; charset=utf-8"
+    modified: int = 1718870400  # 2024-06-20T08:00:00Z
+    not_modified: int = 0
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.body).hexdigest()[:16] + '"'
+
+    @property
+    def last_modified(self) -> str:
+        return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(self.modified))
+
+    def change(self, body: bytes) -> None:
+        self.body = body
+        self.modified += 3600
+
+    def __call__(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        validators = {"ETag": self.etag, "Last-Modified": self.last_modified}
+        given = request.headers.get("If-None-Match")
+        since = request.headers.get("If-Modified-Since")
+        if (given == self.etag) if given is not None else (since == self.last_modified):
+            self.not_modified += 1
+            return 304, validators, b""
+        return 200, {"Content-Type": self.content_type, **validators}, self.body
+
+
+def news_sitemap(base: str, stories: list[Story], lastmod: str = "2024-06-20T09:00:00Z") -> bytes:
+    """A Google News sitemap of the stories' pages under /world/."""
+    urls = "\n".join(
+        f"""  <url>
+    <loc>{base}/world/{s.slug}.html</loc>
+    <lastmod>{lastmod}</lastmod>
+    <news:news>
+      <news:publication><news:name>Planet News</news:name><news:language>en</news:language>
+      </news:publication>
+      <news:publication_date>{s.iso}T07:15:00+00:00</news:publication_date>
+      <news:title>{escape(s.summary)}</news:title>
+    </news:news>
+  </url>"""
+        for s in stories
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"
+        xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">
+{urls}
+</urlset>
+""".encode()
+
+
+def sitemap_index(base: str, sitemaps: list[tuple[str, str]]) -> bytes:
+    """A sitemap index of (path, lastmod)."""
+    items = "\n".join(
+        f"  <sitemap><loc>{base}{path}</loc><lastmod>{lastmod}</lastmod></sitemap>"
+        for path, lastmod in sitemaps
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">
+{items}
+</sitemapindex>
+""".encode()
+
+
+def gzipped(body: bytes) -> bytes:
+    return gzip.compress(body)

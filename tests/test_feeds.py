@@ -52,6 +52,11 @@ def invoke(*args: str | Path) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _counts(feeds: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    keys = ("url", "kind", "entries", "new", "seen", "fetched")
+    return [tuple(f[k] for k in keys) for f in feeds]
+
+
 def show(index: Path, article_id: str) -> dict[str, object]:
     code, stdout, stderr = invoke("show", article_id, "--index", index, "--json")
     assert code == 0, stderr
@@ -65,7 +70,8 @@ def test_fetch_says_who_it_is(site: Site) -> None:
     with Fetcher(QUICK) as fetcher:
         page = fetcher.get(site.url("/world/pact.html"))
     assert page.status == 200 and page.media_type == "text/html" and page.charset == "utf-8"
-    assert site.agents == [USER_AGENT]
+    assert list(site.hits) == ["/robots.txt", "/world/pact.html"]  # robots.txt first
+    assert site.agents == [USER_AGENT, USER_AGENT]
     assert USER_AGENT.startswith("sift/0.1.0 (+https://sift.invalid/")
 
 
@@ -141,7 +147,7 @@ def test_index_a_web_page_keeps_the_story_and_drops_the_chrome(
     for chrome in ("cookies", "Subscribe", "Most read", "Copyright", "dataLayer"):
         assert chrome not in text
     assert article["source"] == "The Daily Planet" and article["url"] == url
-    assert site.agents == [USER_AGENT]
+    assert site.agents == [USER_AGENT, USER_AGENT]  # robots.txt, then the page
 
 
 def test_a_growing_feed_fetches_only_its_new_entries(
@@ -160,15 +166,16 @@ def test_a_growing_feed_fetches_only_its_new_entries(
     assert code == 0, stderr
     first = json.loads(stdout)
     assert sorted(first["added"]) == sorted(site.url(f"/world/{s.slug}.html") for s in stories)
-    assert first["feeds"] == [{"url": feed, "entries": 2, "new": 2, "seen": 0}]
+    assert _counts(first["feeds"]) == [(feed, "feed", 2, 2, 0, 3)]  # entries new seen fetched
 
     stories.append(STORIES[2])  # the site publishes a story
     code, stdout, stderr = invoke("index", feed, "--index", index, "--json")
     assert code == 0, stderr
     second = json.loads(stdout)
     assert second["added"] == [site.url("/world/harvest.html")]
-    assert second["feeds"] == [{"url": feed, "entries": 3, "new": 1, "seen": 2}]
+    assert _counts(second["feeds"]) == [(feed, "feed", 3, 1, 2, 2)]
     assert site.hits == {
+        "/robots.txt": 2,  # once a run
         "/feeds/world.rss": 2,
         "/world/pact.html": 1,
         "/world/drones.html": 1,
