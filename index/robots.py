@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from sift.errors import FetchError
+
 try:
     from protego import Protego
 except ImportError as exc:  # pragma: no cover - the `web` extra is not installed
@@ -108,8 +110,6 @@ class RobotsCache:
             return rules
 
     def _read(self, robots_url: str, get: RobotsGetter) -> RobotsRules:
-        from sift.index.web import FetchError  # web imports this module
-
         try:
             status, body = get(robots_url)
         except FetchError as exc:
