@@ -158,12 +158,28 @@ def _details(*parts: str | None) -> Text:
 
 
 def highlighted(hit: Hit) -> Text:
+    """The passage on one line, every hit sentence in it marked, the best one the most."""
+    spans = [(h.start, h.end) for h in hit.hits] or [(hit.start, hit.end)]
+    parts: list[tuple[str, str]] = []
+    at = 0
+    for start, end in sorted(spans):
+        lo = max(start - hit.passage_start, at)
+        hi = max(end - hit.passage_start, lo)
+        best = (start, end) == (hit.start, hit.end)
+        parts += [
+            (hit.passage[at:lo], ""),
+            (hit.passage[lo:hi], "bold yellow" if best else "yellow"),
+        ]
+        at = hi
+    parts.append((hit.passage[at:], ""))
     body = Text()
-    rel_start = hit.start - hit.passage_start
-    rel_end = hit.end - hit.passage_start
-    body.append(one_line(hit.passage[:rel_start]).lstrip())
-    body.append(one_line(hit.passage[rel_start:rel_end]), style="bold yellow")
-    body.append(one_line(hit.passage[rel_end:]).rstrip())
+    for n, (text, style) in enumerate(parts):
+        text = one_line(text)
+        if n == 0:
+            text = text.lstrip()
+        if n == len(parts) - 1:
+            text = text.rstrip()
+        body.append(text, style=style)
     return body
 
 

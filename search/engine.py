@@ -21,6 +21,7 @@ from sift.search.encoders import (
     query_encoder_ready,
 )
 from sift.search.filters import ArticleFilter
+from sift.search.merge import Merged
 from sift.search.passages import build_hits, select
 from sift.search.ranking import rank_articles, rank_sentences
 from sift.search.reader import IndexReader
@@ -48,26 +49,6 @@ def _response(
         results=hits,
         articles=articles,
     )
-
-
-def _spread(
-    reader: IndexReader, candidates: list[int], per_article: int, context: int
-) -> dict[str, list[int]]:
-    """Each article's best sentences, in order, skipping any whose passage would overlap one
-    already taken: an article's passages should show different parts of it."""
-    rows = reader.sentences(candidates)
-    best: dict[str, list[int]] = {}
-    taken: dict[str, list[int]] = {}
-    for sid in candidates:
-        row = rows.get(sid)
-        if row is None or len(best.get(row.article_id, [])) >= per_article:
-            continue
-        positions = taken.setdefault(row.article_id, [])
-        if any(abs(row.position - p) <= 2 * context for p in positions):
-            continue
-        positions.append(row.position)
-        best.setdefault(row.article_id, []).append(sid)
-    return best
 
 
 class InvalidRequest(ValueError):
@@ -230,15 +211,22 @@ class Sift:
         depth = settings.candidates if request.mode == "hybrid" else max(settings.candidates, want)
         while True:
             ranking = rank_sentences(reader, settings, request.q, vector, request.mode, flt, depth)
-            chosen = select(
-                reader, ranking.ids, ranking.scores, want, request.per_article, collapse
+            page = select(
+                reader,
+                ranking.ids,
+                ranking.scores,
+                request.k,
+                request.per_article,
+                collapse,
+                request.context,
+                request.offset,
             )
-            # The per-article cap and the collapse can leave a page short: look deeper while
-            # a deeper look can find more (dense and keyword orders do not change with depth).
-            if len(chosen) >= want or ranking.exhaustive or request.mode == "hybrid":
+            # The per-article cap, merging and the collapse can leave a page short: look
+            # deeper while a deeper look can find more (dense and keyword orders do not change
+            # with depth).
+            if len(page) >= request.k or ranking.exhaustive or request.mode == "hybrid":
                 break
             depth *= 4
-        page = chosen[request.offset : want]
         return _response(request, build_hits(reader, page, request.context, request.offset + 1))
 
     def _answer_articles(
@@ -271,19 +259,23 @@ class Sift:
             ids, _, vectors = reader.sentence_vectors(missing)
             order = np.argsort(-(vectors @ vector)) if vector is not None else range(len(ids))
             candidates += [ids[i] for i in order]
-        best = _spread(reader, candidates, request.per_article, request.context)
+        # Each article's passages: the same walk, with no page to fill.
+        merged = select(
+            reader,
+            candidates,
+            {i: ranking.scores.get(i, 0.0) for i in candidates},
+            len(candidates) + 1,
+            request.per_article,
+            None,
+            request.context,
+        )
+        best: dict[str, list[Merged]] = {}
+        for item in merged:
+            best.setdefault(item.article_id, []).append(item)
         heads = reader.heads(wanted)
         results = []
         for rank, (article_id, score) in enumerate(page, request.offset + 1):
-            mine = best.get(article_id, [])
-            chosen = select(
-                reader,
-                mine,
-                {i: ranking.scores.get(i, 0.0) for i in mine},
-                request.per_article,
-                request.per_article,
-                None,
-            )
+            chosen = best.get(article_id, [])
             head = heads[article_id]
             results.append(
                 ArticleHit(

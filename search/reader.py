@@ -230,11 +230,15 @@ class IndexReader:
 
     def passage(self, article_id: str, position: int, context: int) -> tuple[str, int, int]:
         """The text from `context` sentences before `position` to `context` after, and its span."""
+        return self.passage_between(article_id, position - context, position + context)
+
+    def passage_between(self, article_id: str, first: int, last: int) -> tuple[str, int, int]:
+        """The text of sentences `first` to `last` (positions, inclusive), and its span."""
         conn = self._conn()
         start, end = conn.execute(
             'SELECT min(start), max("end") FROM sentences '
             "WHERE article_id = ? AND position BETWEEN ? AND ?",
-            (article_id, position - context, position + context),
+            (article_id, first, last),
         ).fetchone()
         (text,) = conn.execute(
             "SELECT substr(text, ?, ?) FROM articles WHERE id = ?",

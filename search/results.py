@@ -86,22 +86,35 @@ class SearchRequest(BaseModel):
         )
 
 
+class SentenceHit(BaseModel):
+    """One hit sentence inside a passage: its offsets in the article's text, and its score."""
+
+    start: int
+    end: int
+    score: float
+
+
 class Hit(BaseModel):
-    """One passage: the sentence that matched, with its neighbours and its article."""
+    """One passage: the sentences that matched, with their neighbours and their article.
+    Hits of one article whose passages would overlap or touch are one Hit."""
 
     rank: int
-    score: float = Field(description="Cosine similarity of the query and the hit sentence.")
+    score: float = Field(description="The best hit sentence's score (see README: scores).")
     article_id: str
     title: str | None
     source: str | None
     url: str | None
     published: str | None
     sentence: str
-    start: int = Field(description="Offset of the hit sentence in the article's text.")
+    start: int = Field(description="Offset of the best hit sentence in the article's text.")
     end: int
     passage: str
     passage_start: int
     passage_end: int
+    hits: list[SentenceHit] = Field(
+        default_factory=list,
+        description="Every hit sentence in the passage, in text order; the best is `sentence`.",
+    )
     also_in: list[str] = Field(
         default_factory=list,
         description="Other articles with the same or a near-identical sentence (copies).",

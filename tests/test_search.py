@@ -25,6 +25,7 @@ CONTRACT_KEYS = {
     "passage",
     "passage_start",
     "passage_end",
+    "hits",
     "also_in",
 }
 
