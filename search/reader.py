@@ -228,6 +228,15 @@ class IndexReader:
         )
         return {r[0]: ArticleHead(*r) for r in rows}
 
+    def sentences_between(self, article_id: str, first: int, last: int) -> list[SentenceRow]:
+        """The sentences of an article from position `first` to `last` (inclusive), in order."""
+        rows = self._conn().execute(
+            'SELECT id, article_id, position, start, "end", text FROM sentences '
+            "WHERE article_id = ? AND position BETWEEN ? AND ? ORDER BY position",
+            (article_id, first, last),
+        )
+        return [SentenceRow(*r) for r in rows]
+
     def passage(self, article_id: str, position: int, context: int) -> tuple[str, int, int]:
         """The text from `context` sentences before `position` to `context` after, and its span."""
         return self.passage_between(article_id, position - context, position + context)
