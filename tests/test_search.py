@@ -79,7 +79,9 @@ def test_k_per_article_and_context(seeded: Sift) -> None:
     assert max(sum(h.article_id == a for h in capped) for a in ids) == 3
     assert len(seeded.search(SearchRequest(q="North Korean troops", k=4)).results) == 4
     bare = seeded.search(SearchRequest(q="North Korean troops", k=3, context=0)).results
-    assert all(h.passage == h.sentence for h in bare)
+    # No context: a passage is its hit sentences (adjacent hits are one passage).
+    assert all(h.passage_start == h.hits[0].start and h.passage_end == h.hits[-1].end for h in bare)
+    assert any(h.passage == h.sentence for h in bare)
     more = seeded.search(SearchRequest(q="North Korean troops", k=3, context=3)).results
     assert all(len(m.passage) >= len(b.passage) for m, b in zip(more, bare, strict=True))
 
