@@ -104,6 +104,23 @@ def print_cards(response: SearchResponse, out: Console) -> None:
             out.print(Padding(also, (0, 0, 0, 4)))
         out.print()
     out.print(Text(f"{len(response.results)} passages in {response.took_ms:.0f} ms", style="dim"))
+    print_facets(response, out)
+
+
+def print_facets(response: SearchResponse, out: Console) -> None:
+    """Facet counts, and how the order was made when it is not plain relevance."""
+    if response.recency is not None:
+        r = response.recency
+        note = f"recency: half-life {r.half_life}, ages counted from {r.counted_from}"
+        out.print(Text(note, style="dim"))
+    if response.facets is None:
+        return
+    f = response.facets
+    out.print(Text(f"{f.articles} matching articles", style="bold"))
+    for name, counts in (("source", f.source), ("month", f.month)):
+        line = Text(f"{name:>7}  ", style="bold")
+        line.append("  ".join(f"{c.value or 'none'} ({c.count})" for c in counts))
+        out.print(line)
 
 
 def _print_article_cards(response: SearchResponse, out: Console) -> None:
@@ -118,6 +135,7 @@ def _print_article_cards(response: SearchResponse, out: Console) -> None:
             out.print(Padding(highlighted(hit), (0, 0, 0, 4)))
         out.print()
     out.print(Text(f"{len(response.articles)} articles in {response.took_ms:.0f} ms", style="dim"))
+    print_facets(response, out)
 
 
 def print_table(response: SearchResponse, out: Console) -> None:
@@ -143,6 +161,7 @@ def print_table(response: SearchResponse, out: Console) -> None:
     out.print(table)
     noun = "articles" if grouped else "passages"
     out.print(Text(f"{len(rows)} {noun} in {response.took_ms:.0f} ms", style="dim"))
+    print_facets(response, out)
 
 
 def _heading(rank: int, score: float, title: str) -> Text:

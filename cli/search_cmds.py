@@ -66,6 +66,19 @@ def search_cmd(
     no_collapse: Annotated[
         bool, typer.Option("--no-collapse", help="Keep near-identical sentences apart.")
     ] = False,
+    sort: Annotated[
+        str, typer.Option(help="relevance, or date: newest first (undated last).")
+    ] = "relevance",
+    recency: Annotated[
+        str | None,
+        typer.Option(
+            help="Blend age into the score with this half-life: 30d, 12h, 2w, 6m, 1y.",
+            show_default=False,
+        ),
+    ] = None,
+    facets: Annotated[
+        bool, typer.Option("--facets", help="Count matching articles by source and month.")
+    ] = False,
     queries: Annotated[
         Path | None,
         typer.Option(
@@ -87,7 +100,9 @@ def search_cmd(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Search the index and print the best passages with their articles."""
+    """Search the index and print the best passages with their articles.
+
+    "an exact phrase" must be in the hit sentence; -word leaves out articles holding it."""
     if (query is None) == (queries is None):
         fail("give a QUERY or --queries FILE (one of them)")
     if as_json and fmt not in (None, "json"):
@@ -108,6 +123,9 @@ def search_cmd(
         "ids": article_id or [],
         "meta": meta or [],
         "collapse": not no_collapse,
+        "sort": sort,
+        "recency": recency,
+        "facets": facets,
     }
     engine = Sift(command_settings(index, model))
     if queries is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from sift.index.embed import Embedder
@@ -14,12 +16,14 @@ from sift.index.manifest import FORMAT_VERSION, Manifest
 from sift.index.records import Article, Failure
 from sift.index.store import StoreError, connect, read_manifest
 from sift.index.writer import IndexSummary, IndexWriter, check_model
+from sift.search.dates import blend_recency, by_date, half_life_hours
 from sift.search.encoders import (
     QueryEncoder,
     choose_query_encoder,
     prepare_query_encoder,
     query_encoder_ready,
 )
+from sift.search.facets import count_facets
 from sift.search.filters import ArticleFilter
 from sift.search.merge import Merged
 from sift.search.passages import build_hits, select
@@ -28,16 +32,24 @@ from sift.search.reader import IndexReader
 from sift.search.results import (
     ArticleHit,
     ArticleView,
+    Facets,
     Hit,
     IndexStats,
+    Recency,
     SearchRequest,
     SearchResponse,
 )
 from sift.settings import Settings
 
+T = TypeVar("T", bound=Hashable)
+
 
 def _response(
-    request: SearchRequest, hits: list[Hit], articles: list[ArticleHit] | None = None
+    request: SearchRequest,
+    hits: list[Hit],
+    articles: list[ArticleHit] | None = None,
+    facets: Facets | None = None,
+    recency: Recency | None = None,
 ) -> SearchResponse:
     """took_ms is filled in by the caller, which times the whole answer."""
     return SearchResponse(
@@ -45,10 +57,35 @@ def _response(
         k=request.k,
         offset=request.offset,
         mode=request.mode,
+        sort=request.sort,
+        recency=recency,
         took_ms=0.0,
         results=hits,
         articles=articles,
+        facets=facets,
     )
+
+
+def _arrange(
+    request: SearchRequest,
+    items: list[T],
+    scores: dict[T, float],
+    published: Callable[[list[T]], dict[T, str | None]],
+) -> tuple[list[T], dict[T, float], Recency | None]:
+    """The ranking as asked: by relevance, newest first, or with age blended in (and how)."""
+    if request.sort == "date":
+        return by_date(items, scores, published(items)), scores, None
+    if request.recency:
+        hours = half_life_hours(request.recency)
+        now = datetime.now(timezone.utc)
+        order, blended, counted_from = blend_recency(items, scores, published(items), hours, now)
+        recency = Recency(
+            half_life=request.recency,
+            half_life_hours=hours,
+            counted_from=counted_from.isoformat(timespec="seconds"),
+        )
+        return order, blended, recency
+    return items, scores, None
 
 
 class InvalidRequest(ValueError):
@@ -172,7 +209,7 @@ class Sift:
             encoder = self.query_encoder
             encoder.load()  # loading the model is start-up, not query time
             started = time.perf_counter()
-            queries = list(dict.fromkeys(r.q for r in needs_vector))
+            queries = list(dict.fromkeys(r.parsed().text for r in needs_vector))
             vectors = dict(zip(queries, encoder.encode(queries), strict=True))
             embed_ms = (time.perf_counter() - started) * 1000 / len(requests)
         else:
@@ -181,7 +218,7 @@ class Sift:
         for request in requests:
             started = time.perf_counter()
             with reader.snapshot():
-                response = self._answer(reader, request, vectors.get(request.q))
+                response = self._answer(reader, request, vectors.get(request.parsed().text))
             response.took_ms = round((time.perf_counter() - started) * 1000 + embed_ms, 2)
             responses.append(response)
         return responses
@@ -201,6 +238,7 @@ class Sift:
         self, reader: IndexReader, request: SearchRequest, vector: np.ndarray | None
     ) -> SearchResponse:
         flt = request.article_filter()
+        text = request.parsed().text  # the words and phrases, without their syntax
         settings = self.settings
         want = request.offset + request.k
         collapse = settings.collapse_similarity if request.collapse else None
@@ -210,11 +248,14 @@ class Sift:
         # keyword orders do not change with depth, so they may look as deep as a page needs.
         depth = settings.candidates if request.mode == "hybrid" else max(settings.candidates, want)
         while True:
-            ranking = rank_sentences(reader, settings, request.q, vector, request.mode, flt, depth)
+            ranking = rank_sentences(reader, settings, text, vector, request.mode, flt, depth)
+            ids, scores, recency = _arrange(
+                request, ranking.ids, ranking.scores, reader.published_of
+            )
             page = select(
                 reader,
-                ranking.ids,
-                ranking.scores,
+                ids,
+                scores,
                 request.k,
                 request.per_article,
                 collapse,
@@ -227,7 +268,9 @@ class Sift:
             if len(page) >= request.k or ranking.exhaustive or request.mode == "hybrid":
                 break
             depth *= 4
-        return _response(request, build_hits(reader, page, request.context, request.offset + 1))
+        facets = count_facets(reader, ranking.ids, flt) if request.facets else None
+        hits = build_hits(reader, page, request.context, request.offset + 1)
+        return _response(request, hits, facets=facets, recency=recency)
 
     def _answer_articles(
         self,
@@ -241,7 +284,7 @@ class Sift:
         ranking = rank_sentences(
             reader,
             settings,
-            request.q,
+            request.parsed().text,
             vector,
             request.mode,
             flt,
@@ -249,7 +292,15 @@ class Sift:
             articles=request.mode != "dense",
         )
         owner = reader.article_of(ranking.ids)
-        ordered = rank_articles(ranking, owner, settings)
+        ranked_articles = rank_articles(ranking, owner, settings)
+
+        def published(ids: list[str]) -> dict[str, str | None]:
+            return {a: h.published for a, h in reader.heads(set(ids)).items()}
+
+        order, article_scores, recency = _arrange(
+            request, [a for a, _ in ranked_articles], dict(ranked_articles), published
+        )
+        ordered = [(a, article_scores[a]) for a in order]
         page = ordered[request.offset : request.offset + request.k]
         wanted = {a for a, _ in page}
         candidates = [sid for sid in ranking.ids if owner.get(sid) in wanted]
@@ -258,7 +309,9 @@ class Sift:
         if missing := [a for a in wanted if a not in found]:
             ids, _, vectors = reader.sentence_vectors(missing)
             order = np.argsort(-(vectors @ vector)) if vector is not None else range(len(ids))
-            candidates += [ids[i] for i in order]
+            # With a phrase, a passage is only where the phrase is.
+            keep = set(reader.allowed_sentences(flt).tolist()) if flt.phrases else None
+            candidates += [ids[i] for i in order if keep is None or ids[i] in keep]
         # Each article's passages: the same walk, with no page to fill.
         merged = select(
             reader,
@@ -289,7 +342,8 @@ class Sift:
                     passages=build_hits(reader, chosen, request.context),
                 )
             )
-        return _response(request, [], results)
+        facets = count_facets(reader, ranking.ids, flt) if request.facets else None
+        return _response(request, [], results, facets, recency)
 
     def article(self, article_id: str) -> ArticleView | None:
         return self.reader.article(article_id)

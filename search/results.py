@@ -6,8 +6,10 @@ import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
+from sift.search.dates import half_life_hours
 from sift.search.filters import ArticleFilter
+from sift.search.query_syntax import ParsedQuery, fts_phrase, parse_query
 
 #: Hard ceilings, whatever the settings say; the settings may lower them.
 MAX_K = 1000
@@ -19,7 +21,10 @@ class SearchRequest(BaseModel):
     """A search: the query in plain words, how to rank, what to filter, what shape to return."""
 
     q: str = Field(
-        min_length=1, max_length=MAX_QUERY_CHARS, description="The query, in plain words."
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description='The query, in plain words; "an exact phrase" must occur in the hit '
+        "sentence, -word leaves out every article holding the word.",
     )
     k: int = Field(default=10, ge=1, le=MAX_K, description="How many results to return.")
     offset: int = Field(default=0, ge=0, le=MAX_K, description="Results to skip (pagination).")
@@ -45,6 +50,17 @@ class SearchRequest(BaseModel):
     meta: list[str] = Field(
         default_factory=list, description="Only articles whose metadata has key=value."
     )
+    sort: Literal["relevance", "date"] = Field(
+        default="relevance", description="relevance, or date: newest first (undated last)."
+    )
+    recency: str | None = Field(
+        default=None,
+        description="Blend age into the score with this half-life (30d, 12h, 2w, 6m, 1y); "
+        "undated articles take the median factor.",
+    )
+    facets: bool = Field(
+        default=False, description="Count the matching articles by source and by month."
+    )
 
     @field_validator("q")
     @classmethod
@@ -53,7 +69,11 @@ class SearchRequest(BaseModel):
         cleaned = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value).strip()
         if not cleaned:
             raise ValueError("query is empty")
+        parse_query(cleaned)  # a query of exclusions alone has nothing to search for
         return cleaned
+
+    def parsed(self) -> ParsedQuery:
+        return parse_query(self.q)
 
     @field_validator("since", "until")
     @classmethod
@@ -67,6 +87,21 @@ class SearchRequest(BaseModel):
             raise ValueError(f"must be an ISO date like 2024-06-19, got {value!r}") from None
         return value
 
+    @field_validator("recency")
+    @classmethod
+    def _half_life(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        half_life_hours(value)
+        return value.strip().lower()
+
+    @model_validator(mode="after")
+    def _one_order(self) -> SearchRequest:
+        if self.sort == "date" and self.recency:
+            raise ValueError("recency blends age into relevance: it does not go with sort=date")
+        return self
+
     @field_validator("meta")
     @classmethod
     def _key_value(cls, values: list[str]) -> list[str]:
@@ -77,12 +112,15 @@ class SearchRequest(BaseModel):
         return values
 
     def article_filter(self) -> ArticleFilter:
+        parsed = self.parsed()
         return ArticleFilter(
             sources=tuple(self.source),
             since=self.since,
             until=self.until,
             ids=tuple(self.ids),
             meta=tuple((k.strip(), v) for k, _, v in (m.partition("=") for m in self.meta)),
+            phrases=tuple(fts_phrase(p) for p in parsed.phrases),
+            excluded=tuple(fts_phrase(p) for p in parsed.excluded),
         )
 
 
@@ -134,16 +172,44 @@ class ArticleHit(BaseModel):
     passages: list[Hit]
 
 
+class Recency(BaseModel):
+    """How age was blended into the scores: score x 0.5 ** (age / half_life)."""
+
+    half_life: str = Field(description="As asked, e.g. 30d.")
+    half_life_hours: float
+    counted_from: str = Field(
+        description="Ages are counted from the newest dated candidate (or now, if sooner)."
+    )
+    undated: str = "scored with the median age factor of the dated candidates"
+
+
+class FacetCount(BaseModel):
+    value: str | None = Field(description="A source, or a month YYYY-MM; null: none given.")
+    count: int
+
+
+class Facets(BaseModel):
+    """Matching articles (every candidate of the ranking, not only the page) by source and
+    by month; identical copies count as articles of their own source and date."""
+
+    articles: int
+    source: list[FacetCount]
+    month: list[FacetCount]
+
+
 class SearchResponse(BaseModel):
     query: str
     k: int
     offset: int = 0
     mode: str = "hybrid"
+    sort: str = "relevance"
+    recency: Recency | None = None
     took_ms: float
     results: list[Hit] = Field(description="Passages, best first (empty when group=article).")
     articles: list[ArticleHit] | None = Field(
         default=None, description="Articles, best first, when group=article."
     )
+    facets: Facets | None = Field(default=None, description="With facets=true.")
 
 
 class ArticleView(BaseModel):
