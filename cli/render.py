@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
-from sift.search.results import Hit, IndexStats, SearchResponse
+from sift.search.results import Hit, IndexStats, SearchResponse, SimilarResponse
 
 FORMATS = ("cards", "table", "json", "jsonl", "csv")
 CSV_COLUMNS = (
@@ -136,6 +136,24 @@ def _print_article_cards(response: SearchResponse, out: Console) -> None:
         out.print()
     out.print(Text(f"{len(response.articles)} articles in {response.took_ms:.0f} ms", style="dim"))
     print_facets(response, out)
+
+
+def print_similar(response: SimilarResponse, out: Console) -> None:
+    if not response.results:
+        out.print(f"No articles near {response.article_id!r}.")
+    for article in response.results:
+        out.print(_heading(article.rank, article.score, article.title or article.article_id))
+        details = _details(article.article_id, article.source, article.published, article.url)
+        out.print(Padding(details, (0, 0, 0, 4)))
+        for tie in article.ties:
+            out.print(Padding(highlighted(tie.passage), (0, 0, 0, 4)))
+            matches = Text(f"matches: {clip(tie.sentence, 200)}", style="dim italic")
+            out.print(Padding(matches, (0, 0, 0, 6)))
+        out.print()
+    if response.copies:
+        out.print(Text(f"copies left out: {', '.join(response.copies)}", style="dim"))
+    n = len(response.results)
+    out.print(Text(f"{n} articles in {response.took_ms:.0f} ms", style="dim"))
 
 
 def print_table(response: SearchResponse, out: Console) -> None:

@@ -38,7 +38,9 @@ from sift.search.results import (
     Recency,
     SearchRequest,
     SearchResponse,
+    SimilarResponse,
 )
+from sift.search.similar import similar_articles
 from sift.settings import Settings
 
 T = TypeVar("T", bound=Hashable)
@@ -347,6 +349,26 @@ class Sift:
 
     def article(self, article_id: str) -> ArticleView | None:
         return self.reader.article(article_id)
+
+    def similar(
+        self, article_id: str, k: int = 10, context: int = 1, per_article: int = 2
+    ) -> SimilarResponse | None:
+        """The articles nearest one article, with the passages that tie them; None when
+        there is no article with that id."""
+        s = self.settings
+        if k > s.max_k:
+            raise InvalidRequest(f"k must be between 1 and {s.max_k}, got {k}")
+        if context > s.max_context:
+            raise InvalidRequest(f"context must be between 0 and {s.max_context}")
+        started = time.perf_counter()
+        reader = self.reader
+        with reader.snapshot():
+            response = similar_articles(
+                reader, article_id, k, context, per_article, s.collapse_similarity
+            )
+        if response is not None:
+            response.took_ms = round((time.perf_counter() - started) * 1000, 2)
+        return response
 
     def stats(self) -> IndexStats:
         return self.reader.stats()

@@ -212,6 +212,39 @@ class SearchResponse(BaseModel):
     facets: Facets | None = Field(default=None, description="With facets=true.")
 
 
+class Tie(BaseModel):
+    """A passage of a similar article, and the sentence of the given article it matches."""
+
+    passage: Hit
+    sentence: str = Field(description="The given article's sentence that this passage matches.")
+    start: int = Field(description="Offset of that sentence in the given article's text.")
+    end: int
+
+
+class SimilarArticle(BaseModel):
+    """An article near the given one: BERTScore-style F1 of their sentence vectors."""
+
+    rank: int
+    score: float
+    article_id: str
+    title: str | None
+    source: str | None
+    url: str | None
+    published: str | None
+    ties: list[Tie]
+
+
+class SimilarResponse(BaseModel):
+    article_id: str
+    k: int
+    took_ms: float
+    copies: list[str] = Field(
+        default_factory=list,
+        description="Copies of the article (same or near-same text), left out.",
+    )
+    results: list[SimilarArticle]
+
+
 class ArticleView(BaseModel):
     """A stored article, as `sift show` and `GET /articles/{id}` return it."""
 
