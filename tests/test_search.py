@@ -47,8 +47,20 @@ def test_who_signed_the_defence_pact(seeded: Sift) -> None:
 def test_json_contract_and_offsets(seeded: Sift) -> None:
     response = seeded.search(SearchRequest(q="drone warfare losses", k=8))
     body = response.model_dump(mode="json")
-    assert set(body) == {"query", "k", "offset", "mode", "took_ms", "results", "articles"}
+    assert set(body) == {
+        "query",
+        "k",
+        "offset",
+        "mode",
+        "sort",
+        "recency",
+        "took_ms",
+        "results",
+        "articles",
+        "facets",
+    }
     assert (body["mode"], body["offset"], body["articles"]) == ("hybrid", 0, None)
+    assert (body["sort"], body["recency"], body["facets"]) == ("relevance", None, None)
     assert body["query"] == "drone warfare losses" and body["k"] == 8
     assert [r["rank"] for r in body["results"]] == list(range(1, len(body["results"]) + 1))
     scores = [r["score"] for r in body["results"]]
