@@ -16,7 +16,15 @@ from sift.api.metrics import CONTENT_TYPE
 from sift.api.schemas import BatchResults, BatchSearch, ErrorBody, Health, IndexResult
 from sift.errors import IndexNotFound
 from sift.index.records import Article
-from sift.search.results import ArticleView, IndexStats, SearchRequest, SearchResponse
+from sift.search.results import (
+    MAX_CONTEXT,
+    MAX_K,
+    ArticleView,
+    IndexStats,
+    SearchRequest,
+    SearchResponse,
+    SimilarResponse,
+)
 
 ERROR = {"model": ErrorBody}
 errors: dict[int | str, dict[str, Any]] = {s: ERROR for s in (400, 404, 409, 422, 503)}
@@ -76,6 +84,24 @@ def search_batch(engine: EngineDep, metrics: MetricsDep, batch: BatchSearch) -> 
     """Many searches at once: the same answers as one by one, with one model call."""
     with metrics.timing_search():
         return BatchResults(results=engine.search_batch(batch.searches))
+
+
+@reads.get(
+    "/articles/{article_id:path}/similar", operation_id="similar_articles", tags=["articles"]
+)
+def similar_articles(
+    engine: EngineDep,
+    article_id: str,
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    context: Annotated[int, Query(ge=0, le=MAX_CONTEXT)] = 1,
+    per_article: Annotated[int, Query(ge=1, le=MAX_K)] = 2,
+) -> SimilarResponse:
+    """The articles nearest one article (copies of it left out), with the passages that tie
+    them. Registered before GET /articles/{id}, whose id may hold slashes."""
+    response = engine.similar(article_id, k, context, per_article)
+    if response is None:
+        raise HTTPException(404, f"no article with id {article_id!r}")
+    return response
 
 
 @reads.get("/articles/{article_id:path}", operation_id="get_article", tags=["articles"])

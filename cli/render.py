@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
-from sift.search.results import Hit, IndexStats, SearchResponse
+from sift.search.results import Hit, IndexStats, SearchResponse, SimilarResponse
 
 FORMATS = ("cards", "table", "json", "jsonl", "csv")
 CSV_COLUMNS = (
@@ -104,6 +104,23 @@ def print_cards(response: SearchResponse, out: Console) -> None:
             out.print(Padding(also, (0, 0, 0, 4)))
         out.print()
     out.print(Text(f"{len(response.results)} passages in {response.took_ms:.0f} ms", style="dim"))
+    print_facets(response, out)
+
+
+def print_facets(response: SearchResponse, out: Console) -> None:
+    """Facet counts, and how the order was made when it is not plain relevance."""
+    if response.recency is not None:
+        r = response.recency
+        note = f"recency: half-life {r.half_life}, ages counted from {r.counted_from}"
+        out.print(Text(note, style="dim"))
+    if response.facets is None:
+        return
+    f = response.facets
+    out.print(Text(f"{f.articles} matching articles", style="bold"))
+    for name, counts in (("source", f.source), ("month", f.month)):
+        line = Text(f"{name:>7}  ", style="bold")
+        line.append("  ".join(f"{c.value or 'none'} ({c.count})" for c in counts))
+        out.print(line)
 
 
 def _print_article_cards(response: SearchResponse, out: Console) -> None:
@@ -118,6 +135,25 @@ def _print_article_cards(response: SearchResponse, out: Console) -> None:
             out.print(Padding(highlighted(hit), (0, 0, 0, 4)))
         out.print()
     out.print(Text(f"{len(response.articles)} articles in {response.took_ms:.0f} ms", style="dim"))
+    print_facets(response, out)
+
+
+def print_similar(response: SimilarResponse, out: Console) -> None:
+    if not response.results:
+        out.print(f"No articles near {response.article_id!r}.")
+    for article in response.results:
+        out.print(_heading(article.rank, article.score, article.title or article.article_id))
+        details = _details(article.article_id, article.source, article.published, article.url)
+        out.print(Padding(details, (0, 0, 0, 4)))
+        for tie in article.ties:
+            out.print(Padding(highlighted(tie.passage), (0, 0, 0, 4)))
+            matches = Text(f"matches: {clip(tie.sentence, 200)}", style="dim italic")
+            out.print(Padding(matches, (0, 0, 0, 6)))
+        out.print()
+    if response.copies:
+        out.print(Text(f"copies left out: {', '.join(response.copies)}", style="dim"))
+    n = len(response.results)
+    out.print(Text(f"{n} articles in {response.took_ms:.0f} ms", style="dim"))
 
 
 def print_table(response: SearchResponse, out: Console) -> None:
@@ -143,6 +179,7 @@ def print_table(response: SearchResponse, out: Console) -> None:
     out.print(table)
     noun = "articles" if grouped else "passages"
     out.print(Text(f"{len(rows)} {noun} in {response.took_ms:.0f} ms", style="dim"))
+    print_facets(response, out)
 
 
 def _heading(rank: int, score: float, title: str) -> Text:
@@ -158,12 +195,28 @@ def _details(*parts: str | None) -> Text:
 
 
 def highlighted(hit: Hit) -> Text:
+    """The passage on one line, every hit sentence in it marked, the best one the most."""
+    spans = [(h.start, h.end) for h in hit.hits] or [(hit.start, hit.end)]
+    parts: list[tuple[str, str]] = []
+    at = 0
+    for start, end in sorted(spans):
+        lo = max(start - hit.passage_start, at)
+        hi = max(end - hit.passage_start, lo)
+        best = (start, end) == (hit.start, hit.end)
+        parts += [
+            (hit.passage[at:lo], ""),
+            (hit.passage[lo:hi], "bold yellow" if best else "yellow"),
+        ]
+        at = hi
+    parts.append((hit.passage[at:], ""))
     body = Text()
-    rel_start = hit.start - hit.passage_start
-    rel_end = hit.end - hit.passage_start
-    body.append(one_line(hit.passage[:rel_start]).lstrip())
-    body.append(one_line(hit.passage[rel_start:rel_end]), style="bold yellow")
-    body.append(one_line(hit.passage[rel_end:]).rstrip())
+    for n, (text, style) in enumerate(parts):
+        text = one_line(text)
+        if n == 0:
+            text = text.lstrip()
+        if n == len(parts) - 1:
+            text = text.rstrip()
+        body.append(text, style=style)
     return body
 
 

@@ -28,7 +28,15 @@ from sift.cli.common import (
     flags,
     out,
 )
-from sift.cli.render import CSV_COLUMNS, FORMATS, csv_rows, print_json, print_stats, write_response
+from sift.cli.render import (
+    CSV_COLUMNS,
+    FORMATS,
+    csv_rows,
+    print_json,
+    print_similar,
+    print_stats,
+    write_response,
+)
 from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import config_file, describe
@@ -67,6 +75,19 @@ def search_cmd(
     no_collapse: Annotated[
         bool, typer.Option("--no-collapse", help="Keep near-identical sentences apart.")
     ] = False,
+    sort: Annotated[
+        str, typer.Option(help="relevance, or date: newest first (undated last).")
+    ] = "relevance",
+    recency: Annotated[
+        str | None,
+        typer.Option(
+            help="Blend age into the score with this half-life: 30d, 12h, 2w, 6m, 1y.",
+            show_default=False,
+        ),
+    ] = None,
+    facets: Annotated[
+        bool, typer.Option("--facets", help="Count matching articles by source and month.")
+    ] = False,
     queries: Annotated[
         Path | None,
         typer.Option(
@@ -88,7 +109,9 @@ def search_cmd(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """Search the index and print the best passages with their articles."""
+    """Search the index and print the best passages with their articles.
+
+    "an exact phrase" must be in the hit sentence; -word leaves out articles holding it."""
     if (query is None) == (queries is None):
         fail("give a QUERY or --queries FILE (one of them)")
     if as_json and fmt not in (None, "json"):
@@ -109,6 +132,9 @@ def search_cmd(
         "ids": article_id or [],
         "meta": meta or [],
         "collapse": not no_collapse,
+        "sort": sort,
+        "recency": recency,
+        "facets": facets,
     }
     engine = Sift(command_settings(index, model))
     if queries is not None:
@@ -154,6 +180,35 @@ def _search_file(engine: Sift, path: Path, options: dict[str, Any], fmt: str) ->
         body = response.model_dump(mode="json")
         sys.stdout.write(json.dumps({"id": label, **body} if label else body, ensure_ascii=False))
         sys.stdout.write("\n")
+
+
+# -- similar --------------------------------------------------------------------------------
+
+
+@app.command("similar")
+def similar_cmd(
+    article_id: Annotated[str, typer.Argument(help="The article's id.")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Articles to return.")] = 10,
+    context: Annotated[int, typer.Option("--context", "-c", help="Sentences either side.")] = 1,
+    per_article: Annotated[
+        int, typer.Option("--per-article", help="Passages shown per article.")
+    ] = 2,
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The articles nearest one article (copies of it left out), with the passages that tie
+    them."""
+    if k < 1 or context < 0 or per_article < 1:
+        fail("-k and --per-article must be at least 1, --context at least 0")
+    engine = Sift(command_settings(index))
+    with errors_to_exit():
+        response = engine.similar(article_id, k, context, per_article)
+    if response is None:
+        fail(f"no article with id {article_id!r}", 1)
+    if as_json:
+        print_json(response.model_dump(mode="json"))
+        return
+    print_similar(response, out)
 
 
 # -- show, remove, stats --------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "ModelError",
     "ModelMismatch",
     "NotFound",
+    "QueryHasOnlyExclusions",
     "RobotsDisallowed",
     "SiftError",
     "SitemapError",
@@ -49,6 +50,12 @@ class InvalidRequest(SiftError, ValueError):
 
     code = "invalid_request"
     http_status = 400
+
+
+class QueryHasOnlyExclusions(InvalidRequest):
+    """Every word of the query is excluded (`-word`): there is nothing to search for."""
+
+    code = "query_only_excludes"
 
 
 class NotFound(SiftError, LookupError):

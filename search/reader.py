@@ -131,7 +131,7 @@ class IndexReader:
 
     def keyword_articles(self, match: str, n: int, flt: ArticleFilter) -> list[str]:
         """Article ids ranked by BM25 over their title and whole text."""
-        where, params = self._filter_sql(flt)
+        where, params = self._filter_sql(flt, sentences=False)
         rows = (
             self._conn()
             .execute(
@@ -154,17 +154,25 @@ class IndexReader:
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     @staticmethod
-    def _filter_sql(flt: ArticleFilter) -> tuple[str, list[object]]:
-        # An article passes when it, or one of its identical copies, matches: copies share
-        # the sentences of the article that holds their text.
-        own, params = flt.where("a")
-        if not flt:
-            return own, params
-        copy, copy_params = flt.where("d")
-        return (
-            f"({own} OR EXISTS (SELECT 1 FROM articles d WHERE d.duplicate_of = a.id AND {copy}))",
-            [*params, *copy_params],
-        )
+    def _filter_sql(flt: ArticleFilter, sentences: bool = True) -> tuple[str, list[object]]:
+        """SQL over articles `a` (and, with `sentences`, sentences `s`) for a filter."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if flt.on_fields():
+            # An article passes when it, or one of its identical copies, matches: copies
+            # share the sentences of the article that holds their text.
+            own, own_params = flt.where("a")
+            copy, copy_params = flt.where("d")
+            clauses.append(
+                f"({own} OR EXISTS (SELECT 1 FROM articles d WHERE d.duplicate_of = a.id "
+                f"AND {copy}))"
+            )
+            params += [*own_params, *copy_params]
+        if flt.phrases or flt.excluded:
+            text, text_params = flt.text_where("a", "s" if sentences else None)
+            clauses.append(text)
+            params += text_params
+        return (" AND ".join(clauses) or "1"), params
 
     # -- rows -----------------------------------------------------------------------------------
 
@@ -189,6 +197,32 @@ class IndexReader:
             [r[1] for r in rows],
             vectors.reshape(len(rows), self.manifest.model.dimension),
         )
+
+    def published_of(self, sentence_ids: list[int]) -> dict[int, str | None]:
+        """Each sentence's article's publication date (the article that holds the text)."""
+        rows = self._in_batches(
+            "SELECT s.id, a.published FROM sentences s JOIN articles a ON a.id = s.article_id "
+            "WHERE s.id IN ({marks})",
+            sentence_ids,
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def article_dates(
+        self, article_ids: list[str], flt: ArticleFilter
+    ) -> list[tuple[str, str | None, str | None]]:
+        """Id, source and publication date of the given articles and their identical copies,
+        those that pass the filter's article fields."""
+        where, params = flt.where("a") if flt.on_fields() else ("1", [])
+        out: list[tuple[str, str | None, str | None]] = []
+        for i in range(0, len(article_ids), 400):
+            chunk = article_ids[i : i + 400]
+            marks = ",".join("?" * len(chunk))
+            out += self._conn().execute(
+                "SELECT a.id, a.source, a.published FROM articles a "
+                f"WHERE (a.id IN ({marks}) OR a.duplicate_of IN ({marks})) AND {where}",
+                [*chunk, *chunk, *params],
+            )
+        return out
 
     def copies(self, article_ids: set[str]) -> dict[str, list[str]]:
         """For each article, the ids of the identical copies that point to it."""
@@ -223,13 +257,26 @@ class IndexReader:
         )
         return {r[0]: ArticleHead(*r) for r in rows}
 
+    def sentences_between(self, article_id: str, first: int, last: int) -> list[SentenceRow]:
+        """The sentences of an article from position `first` to `last` (inclusive), in order."""
+        rows = self._conn().execute(
+            'SELECT id, article_id, position, start, "end", text FROM sentences '
+            "WHERE article_id = ? AND position BETWEEN ? AND ? ORDER BY position",
+            (article_id, first, last),
+        )
+        return [SentenceRow(*r) for r in rows]
+
     def passage(self, article_id: str, position: int, context: int) -> tuple[str, int, int]:
         """The text from `context` sentences before `position` to `context` after, and its span."""
+        return self.passage_between(article_id, position - context, position + context)
+
+    def passage_between(self, article_id: str, first: int, last: int) -> tuple[str, int, int]:
+        """The text of sentences `first` to `last` (positions, inclusive), and its span."""
         conn = self._conn()
         start, end = conn.execute(
             'SELECT min(start), max("end") FROM sentences '
             "WHERE article_id = ? AND position BETWEEN ? AND ?",
-            (article_id, position - context, position + context),
+            (article_id, first, last),
         ).fetchone()
         (text,) = conn.execute(
             "SELECT substr(text, ?, ?) FROM articles WHERE id = ?",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import unicodedata
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from sift.index.records import iso_date
+from sift.search.dates import half_life_hours
 from sift.search.filters import ArticleFilter
+from sift.search.query_syntax import ParsedQuery, fts_phrase, parse_query
 
 #: Hard ceilings, whatever the settings say; the settings may lower them.
 MAX_K = 1000
@@ -19,7 +21,10 @@ class SearchRequest(BaseModel):
     """A search: the query in plain words, how to rank, what to filter, what shape to return."""
 
     q: str = Field(
-        min_length=1, max_length=MAX_QUERY_CHARS, description="The query, in plain words."
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        description='The query, in plain words; "an exact phrase" must occur in the hit '
+        "sentence, -word leaves out every article holding the word.",
     )
     k: int = Field(default=10, ge=1, le=MAX_K, description="How many results to return.")
     offset: int = Field(default=0, ge=0, le=MAX_K, description="Results to skip (pagination).")
@@ -45,6 +50,17 @@ class SearchRequest(BaseModel):
     meta: list[str] = Field(
         default_factory=list, description="Only articles whose metadata has key=value."
     )
+    sort: Literal["relevance", "date"] = Field(
+        default="relevance", description="relevance, or date: newest first (undated last)."
+    )
+    recency: str | None = Field(
+        default=None,
+        description="Blend age into the score with this half-life (30d, 12h, 2w, 6m, 1y); "
+        "undated articles take the median factor.",
+    )
+    facets: bool = Field(
+        default=False, description="Count the matching articles by source and by month."
+    )
 
     @field_validator("q")
     @classmethod
@@ -53,12 +69,31 @@ class SearchRequest(BaseModel):
         cleaned = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in value).strip()
         if not cleaned:
             raise ValueError("query is empty")
+        parse_query(cleaned)  # a query of exclusions alone has nothing to search for
         return cleaned
+
+    def parsed(self) -> ParsedQuery:
+        return parse_query(self.q)
 
     @field_validator("since", "until")
     @classmethod
     def _iso_date(cls, value: str | None, info: ValidationInfo) -> str | None:
         return iso_date(value, str(info.field_name)) if value else None
+
+    @field_validator("recency")
+    @classmethod
+    def _half_life(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        half_life_hours(value)
+        return value.strip().lower()
+
+    @model_validator(mode="after")
+    def _one_order(self) -> SearchRequest:
+        if self.sort == "date" and self.recency:
+            raise ValueError("recency blends age into relevance: it does not go with sort=date")
+        return self
 
     @field_validator("meta")
     @classmethod
@@ -70,23 +105,36 @@ class SearchRequest(BaseModel):
         return values
 
     def article_filter(self) -> ArticleFilter:
+        parsed = self.parsed()
         return ArticleFilter(
             sources=tuple(self.source),
             since=self.since,
             until=self.until,
             ids=tuple(self.ids),
             meta=tuple((k.strip(), v) for k, _, v in (m.partition("=") for m in self.meta)),
+            phrases=tuple(fts_phrase(p) for p in parsed.phrases),
+            excluded=tuple(fts_phrase(p) for p in parsed.excluded),
         )
 
 
+class SentenceHit(BaseModel):
+    """One hit sentence inside a passage: its offsets in the article's text, and its score."""
+
+    start: int
+    end: int
+    score: float
+
+
 class Hit(BaseModel):
-    """One passage: the sentence that matched, with its neighbours and its article."""
+    """One passage: the sentences that matched, with their neighbours and their article.
+    Hits of one article whose passages would overlap or touch are one Hit."""
 
     rank: int
     score: float = Field(
-        description="Higher ranks first. Its scale depends on the mode: the cosine similarity of "
-        "query and sentence in dense mode, the BM25 score in keyword mode, the fused (RRF) "
-        "score in hybrid mode. Compare scores within one response, not across modes."
+        description="The best hit sentence's score. Higher ranks first; its scale depends on the "
+        "mode: the cosine similarity of query and sentence in dense mode, the BM25 score in "
+        "keyword mode, the fused (RRF) score in hybrid mode. Compare scores within one "
+        "response, not across modes."
     )
     article_id: str
     title: str | None
@@ -94,11 +142,15 @@ class Hit(BaseModel):
     url: str | None
     published: str | None
     sentence: str
-    start: int = Field(description="Offset of the hit sentence in the article's text.")
+    start: int = Field(description="Offset of the best hit sentence in the article's text.")
     end: int
     passage: str
     passage_start: int
     passage_end: int
+    hits: list[SentenceHit] = Field(
+        default_factory=list,
+        description="Every hit sentence in the passage, in text order; the best is `sentence`.",
+    )
     also_in: list[str] = Field(
         default_factory=list,
         description="Other articles with the same or a near-identical sentence (copies).",
@@ -118,16 +170,77 @@ class ArticleHit(BaseModel):
     passages: list[Hit]
 
 
+class Recency(BaseModel):
+    """How age was blended into the scores: score x 0.5 ** (age / half_life)."""
+
+    half_life: str = Field(description="As asked, e.g. 30d.")
+    half_life_hours: float
+    counted_from: str = Field(
+        description="Ages are counted from the newest dated candidate (or now, if sooner)."
+    )
+    undated: str = "scored with the median age factor of the dated candidates"
+
+
+class FacetCount(BaseModel):
+    value: str | None = Field(description="A source, or a month YYYY-MM; null: none given.")
+    count: int
+
+
+class Facets(BaseModel):
+    """Matching articles (every candidate of the ranking, not only the page) by source and
+    by month; identical copies count as articles of their own source and date."""
+
+    articles: int
+    source: list[FacetCount]
+    month: list[FacetCount]
+
+
 class SearchResponse(BaseModel):
     query: str
     k: int
     offset: int = 0
     mode: str = "hybrid"
+    sort: str = "relevance"
+    recency: Recency | None = None
     took_ms: float
     results: list[Hit] = Field(description="Passages, best first (empty when group=article).")
     articles: list[ArticleHit] | None = Field(
         default=None, description="Articles, best first, when group=article."
     )
+    facets: Facets | None = Field(default=None, description="With facets=true.")
+
+
+class Tie(BaseModel):
+    """A passage of a similar article, and the sentence of the given article it matches."""
+
+    passage: Hit
+    sentence: str = Field(description="The given article's sentence that this passage matches.")
+    start: int = Field(description="Offset of that sentence in the given article's text.")
+    end: int
+
+
+class SimilarArticle(BaseModel):
+    """An article near the given one: BERTScore-style F1 of their sentence vectors."""
+
+    rank: int
+    score: float
+    article_id: str
+    title: str | None
+    source: str | None
+    url: str | None
+    published: str | None
+    ties: list[Tie]
+
+
+class SimilarResponse(BaseModel):
+    article_id: str
+    k: int
+    took_ms: float
+    copies: list[str] = Field(
+        default_factory=list,
+        description="Copies of the article (same or near-same text), left out.",
+    )
+    results: list[SimilarArticle]
 
 
 class ArticleView(BaseModel):

@@ -55,7 +55,12 @@ def test_post_search_equals_get(api: httpx.Client) -> None:
     posted = api.post("/search", json=params).json()
     assert [r["sentence"] for r in posted["results"]] == [r["sentence"] for r in got["results"]]
     assert len(posted["results"]) == 3
-    assert all(r["passage"] == r["sentence"] for r in posted["results"])
+    # No context: a passage is its hit sentences (adjacent hits are one passage).
+    for r in posted["results"]:
+        assert (r["passage_start"], r["passage_end"]) == (
+            r["hits"][0]["start"],
+            r["hits"][-1]["end"],
+        )
 
 
 def test_articles_add_get_update_delete(api: httpx.Client) -> None:
@@ -137,6 +142,7 @@ def test_openapi_documents_every_route(api: httpx.Client) -> None:
         "search_batch",
         "add_articles",
         "get_article",
+        "similar_articles",
         "delete_article",
     }
     assert {"SearchResponse", "Hit", "Article", "IndexResult", "ErrorBody"} <= set(

@@ -68,7 +68,7 @@ def test_the_page_is_self_contained(server: Server) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
     assert "default-src 'self'" in response.headers["content-security-policy"]
     html = response.text
-    for name in ("q", "mode", "source", "since", "until", "k"):
+    for name in ("q", "mode", "source", "since", "until", "sort", "recency", "k"):
         assert f'name="{name}"' in html
     assert all(f'value="{mode}"' in html for mode in ("hybrid", "dense", "keyword"))
     assert "http://" not in html and "https://" not in html  # no CDN, no other origin
@@ -95,8 +95,8 @@ def test_the_article_view_escapes_and_marks_the_hit(
 
 
 def test_search_shows_passages_with_the_hit_marked(page: Page, server: Server) -> None:
-    sent = {"q": "casualty estimates", "mode": "hybrid", "k": 5}  # what the form will send
-    expected = server.client.get("/search", params=sent).json()
+    sent = {"q": "casualty estimates", "mode": "hybrid", "sort": "relevance", "k": 5}
+    expected = server.client.get("/search", params=sent).json()  # what the form will ask
     page.goto("/")
     page.fill("#q", "casualty estimates")
     page.fill("input[name=k]", "5")
@@ -104,7 +104,15 @@ def test_search_shows_passages_with_the_hit_marked(page: Page, server: Server) -
     marks = page.locator("#results .hit mark")
     expect(marks.first).to_be_visible()
     expect(page.locator("#results .hit")).to_have_count(5)
-    assert marks.all_inner_texts() == [hit["sentence"] for hit in expected["results"]]
+    # Every hit sentence of every (merged) passage is marked; the best one of each as best.
+    assert marks.all_inner_texts() == [
+        hit["passage"][h["start"] - hit["passage_start"] : h["end"] - hit["passage_start"]]
+        for hit in expected["results"]
+        for h in hit["hits"]
+    ]
+    best = page.locator("#results .hit mark.best")
+    assert best.all_inner_texts() == [hit["sentence"] for hit in expected["results"]]
+    assert marks.count() > best.count()  # a merged passage marks more than one sentence
     assert "casualties" in " ".join(marks.all_inner_texts())  # the seed article's words
     first, top = page.locator("#results .hit").first, expected["results"][0]
     assert first.locator(".title").inner_text() == (top["title"] or top["article_id"])
@@ -137,8 +145,35 @@ def test_filters_and_mode_are_sent(page: Page) -> None:
         "source": "sift sample",
         "since": "2025-01-01",
         "until": "2025-01-31",
+        "sort": "relevance",
         "k": "10",
+        "facets": "true",
     }
+    page.select_option("select[name=sort]", "date")
+    with page.expect_request("**/search?*") as sent:
+        page.click("button[type=submit]")
+    assert dict(httpx.URL(sent.value.url).params)["sort"] == "date"
+    page.select_option("select[name=sort]", "relevance")
+    page.select_option("select[name=recency]", "30d")
+    with page.expect_request("**/search?*") as sent:
+        page.click("button[type=submit]")
+    assert dict(httpx.URL(sent.value.url).params)["recency"] == "30d"
+
+
+def test_facets_are_filters_to_click(page: Page, server: Server) -> None:
+    page.goto("/?q=North+Korean+troops")
+    expect(page.locator("#facets h2")).to_have_text("6 matching articles")
+    source = page.locator("#facets button.facet", has_text="sift sample (4)")
+    with page.expect_request("**/search?*") as sent:
+        source.click()
+    assert dict(httpx.URL(sent.value.url).params)["source"] == "sift sample"
+    expect(page.locator("#facets h2")).to_have_text("4 matching articles")
+    expect(page.locator("#results .hit .source").first).to_have_text("sift sample")
+    with page.expect_request("**/search?*") as sent:
+        page.locator("#facets button.facet", has_text="2024-11 (1)").click()
+    params = dict(httpx.URL(sent.value.url).params)
+    assert (params["since"], params["until"]) == ("2024-11-01", "2024-11-30")
+    expect(page.locator("#facets h2")).to_have_text("1 matching article")
 
 
 def test_no_results_has_an_empty_state(page: Page) -> None:
@@ -167,5 +202,5 @@ def test_article_text_never_becomes_markup(page: Page, hostile: dict[str, str]) 
     expect(hit).to_be_visible()
     expect(hit.locator(".title")).to_have_text(HOSTILE["title"])
     expect(hit.locator(".source")).to_have_text("<i>Wire</i>")
-    assert "<b>Ferry timetables</b>" in hit.locator("mark").inner_text()
+    assert "<b>Ferry timetables</b>" in hit.locator("mark.best").inner_text()
     assert page.locator("#results img, #results script, #results b, #results i").count() == 0

@@ -25,6 +25,7 @@ CONTRACT_KEYS = {
     "passage",
     "passage_start",
     "passage_end",
+    "hits",
     "also_in",
 }
 
@@ -46,8 +47,20 @@ def test_who_signed_the_defence_pact(seeded: Sift) -> None:
 def test_json_contract_and_offsets(seeded: Sift) -> None:
     response = seeded.search(SearchRequest(q="drone warfare losses", k=8))
     body = response.model_dump(mode="json")
-    assert set(body) == {"query", "k", "offset", "mode", "took_ms", "results", "articles"}
+    assert set(body) == {
+        "query",
+        "k",
+        "offset",
+        "mode",
+        "sort",
+        "recency",
+        "took_ms",
+        "results",
+        "articles",
+        "facets",
+    }
     assert (body["mode"], body["offset"], body["articles"]) == ("hybrid", 0, None)
+    assert (body["sort"], body["recency"], body["facets"]) == ("relevance", None, None)
     assert body["query"] == "drone warfare losses" and body["k"] == 8
     assert [r["rank"] for r in body["results"]] == list(range(1, len(body["results"]) + 1))
     scores = [r["score"] for r in body["results"]]
@@ -78,9 +91,12 @@ def test_k_per_article_and_context(seeded: Sift) -> None:
     assert max(sum(h.article_id == a for h in capped) for a in ids) == 3
     assert len(seeded.search(SearchRequest(q="North Korean troops", k=4)).results) == 4
     bare = seeded.search(SearchRequest(q="North Korean troops", k=3, context=0)).results
-    assert all(h.passage == h.sentence for h in bare)
+    # No context: a passage is its hit sentences (adjacent hits are one passage).
+    assert all(h.passage_start == h.hits[0].start and h.passage_end == h.hits[-1].end for h in bare)
+    assert any(h.passage == h.sentence for h in bare)
     more = seeded.search(SearchRequest(q="North Korean troops", k=3, context=3)).results
-    assert all(len(m.passage) >= len(b.passage) for m, b in zip(more, bare, strict=True))
+    assert more[0].start == bare[0].start and bare[0].passage in more[0].passage
+    assert len(more[0].passage) > len(bare[0].passage)
 
 
 @pytest.mark.parametrize(

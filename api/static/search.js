@@ -6,7 +6,8 @@
   const form = document.getElementById("search");
   const status = document.getElementById("status");
   const list = document.getElementById("results");
-  const SENT = ["q", "mode", "source", "since", "until", "k"];
+  const facets = document.getElementById("facets");
+  const SENT = ["q", "mode", "source", "since", "until", "sort", "recency", "k"];
 
   function node(tag, className, text) {
     const el = document.createElement(tag);
@@ -22,6 +23,7 @@
       const value = String(data.get(name) ?? "").trim();
       if (value) params.set(name, value);
     }
+    params.set("facets", "true");
     return params;
   }
 
@@ -32,13 +34,23 @@
     }
   }
 
+  // The passage cut at every hit sentence: [text, kind] with kind "", "match" or "match best".
   // The API's offsets count code points (Python str); JS strings count UTF-16 units.
   function cut(hit) {
     const chars = Array.from(hit.passage);
     const clamp = (n, lo) => Math.max(lo, Math.min(n, chars.length));
-    const a = clamp(hit.start - hit.passage_start, 0);
-    const b = clamp(hit.end - hit.passage_start, a);
-    return [chars.slice(0, a), chars.slice(a, b), chars.slice(b)].map((part) => part.join(""));
+    const spans = hit.hits && hit.hits.length ? hit.hits : [hit];
+    const parts = [];
+    let at = 0;
+    for (const span of spans) {
+      const a = clamp(span.start - hit.passage_start, at);
+      const b = clamp(span.end - hit.passage_start, a);
+      const best = span.start === hit.start && span.end === hit.end;
+      parts.push([chars.slice(at, a).join(""), ""], [chars.slice(a, b).join(""), best ? "match best" : "match"]);
+      at = b;
+    }
+    parts.push([chars.slice(at).join(""), ""]);
+    return parts;
   }
 
   function viewLink(hit) {
@@ -58,11 +70,56 @@
       meta.append(time);
     }
     meta.append(node("span", "score", `score ${hit.score.toFixed(3)}`));
-    const [before, match, after] = cut(hit);
     const passage = node("blockquote", "passage");
-    passage.append(before, node("mark", "match", match), after);
+    for (const [text, kind] of cut(hit)) passage.append(kind ? node("mark", kind, text) : text);
     item.append(title, meta, passage);
     return item;
+  }
+
+  // Facet counts as filters: a click sets the source, or the month's first and last day.
+  function facet(name, count, apply) {
+    const item = node("li");
+    const label = `${name} (${count})`;
+    if (!apply) {
+      item.append(node("span", "facet", label));
+      return item;
+    }
+    const button = node("button", "facet", label);
+    button.type = "button";
+    button.addEventListener("click", () => {
+      apply();
+      form.requestSubmit();
+    });
+    item.append(button);
+    return item;
+  }
+
+  function setField(name, value) {
+    form.elements.namedItem(name).value = value;
+  }
+
+  function renderFacets(body) {
+    facets.replaceChildren();
+    if (!body.facets) return;
+    const sources = node("ul", "facet-list");
+    for (const c of body.facets.source) {
+      sources.append(facet(c.value || "no source", c.count, c.value && (() => setField("source", c.value))));
+    }
+    const months = node("ul", "facet-list");
+    for (const c of body.facets.month) {
+      const apply = c.value && (() => {
+        const [y, m] = c.value.split("-").map(Number);
+        const last = new Date(Date.UTC(y, m, 0)).getUTCDate();
+        setField("since", `${c.value}-01`);
+        setField("until", `${c.value}-${String(last).padStart(2, "0")}`);
+      });
+      months.append(facet(c.value || "undated", c.count, apply));
+    }
+    const n = body.facets.articles;
+    facets.append(
+      node("h2", "", `${n} matching article${n === 1 ? "" : "s"}`),
+      node("h3", "", "Source"), sources, node("h3", "", "Month"), months,
+    );
   }
 
   function show(text, kind) {
@@ -73,6 +130,7 @@
 
   async function search(params) {
     list.replaceChildren();
+    facets.replaceChildren();
     show("Searching…", "busy");
     const headers = { Accept: "application/json" };
     const key = form.elements.namedItem("key");
@@ -98,6 +156,7 @@
     const n = body.results.length;
     show(`${n} passage${n === 1 ? "" : "s"} in ${Math.round(body.took_ms)} ms`, "done");
     list.replaceChildren(...body.results.map(render));
+    renderFacets(body);
   }
 
   form.addEventListener("submit", (event) => {
