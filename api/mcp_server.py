@@ -67,7 +67,9 @@ def _tool_errors() -> Iterator[None]:
     except SiftError as exc:
         raise ToolError(str(exc)) from exc
     except ValidationError as exc:
-        raise ToolError(validation_message(exc).replace("q: ", "query: ", 1)) from exc
+        message = validation_message(exc)
+        # The request model calls the query `q`; the tool calls it `query`.
+        raise ToolError(f"query: {message[3:]}" if message.startswith("q: ") else message) from exc
 
 
 def build_server(engine: Sift) -> MCPServer:
