@@ -5,6 +5,9 @@ returns the engine's own typed answer (SearchResponse, ArticleView, IndexStats),
 sends as structured JSON with its schema. Needs the `mcp` extra: pip install 'sift-search[mcp]'.
 """
 
+# No `from __future__ import annotations`: two argument types are made per server (their limits
+# come from its settings), and the SDK must see the tools' annotations as objects, not names.
+
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
