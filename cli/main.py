@@ -9,6 +9,7 @@ Exit codes: 0 ok; 1 some inputs failed (the rest was indexed) or an id was not f
 from sift.cli import index_cmds  # noqa: F401
 from sift.cli import search_cmds  # noqa: F401
 from sift.cli import admin_cmds  # noqa: F401
+from sift.cli import mcp_cmd  # noqa: F401
 
 # isort: on
 from sift.cli.common import app
