@@ -8,8 +8,7 @@ from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI, Security
-from fastapi_offline import FastAPIOffline
-from sift.api import errors, logs
+from sift.api import docs, errors, logs
 from sift.api.cors import Cors
 from sift.api.limits import BodyLimit
 from sift.api.metrics import Metrics
@@ -41,15 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.close()
 
-    # /docs and /redoc with Swagger UI's and ReDoc's assets from the installed fastapi-offline
-    # package, not a CDN: the pages work on a machine without internet.
-    app = FastAPIOffline(
-        static_url="/docs-assets",
+    app = FastAPI(
         title="sift",
         summary="Semantic passage search over news articles.",
         version=version("sift-search"),
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py, from installed assets: no CDN
+        redoc_url=None,
     )
+    docs.install(app)
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app)

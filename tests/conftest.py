@@ -94,8 +94,9 @@ def other_model(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) ->
     return target
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: Playwright's sync API holds an event loop in this thread while it runs."""
     if not CHROMIUM.exists():
         pytest.skip(f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium)")
     with sync_playwright() as playwright:

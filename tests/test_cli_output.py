@@ -120,8 +120,9 @@ def test_stats_reads_well(seeded_dir: Path) -> None:
 
 
 def test_version_and_completion() -> None:
-    code, stdout, _ = invoke("--version")
-    assert code == 0 and stdout.strip() == "sift 0.1.0"
+    result = runner.invoke(app, ["--version"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert result.stdout.strip() == "sift 0.1.0"
     code, stdout, _ = invoke("--show-completion", "bash")
     assert code == 0 and "complete -o default -F _sift_completion sift" in stdout
 

@@ -54,6 +54,8 @@ def test_redoc_lists_the_operations_offline(offline_page: tuple[Page, list[str]]
 
 
 def test_the_assets_are_served_by_sift(server: Server) -> None:
+    response = server.client.get("/redoc")
+    assert "default-src 'self'" in response.headers["content-security-policy"]
     html = server.client.get("/docs").text
     assert "cdn" not in html.lower() and "/docs-assets/swagger-ui-bundle.js" in html
     assert server.client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200

@@ -121,7 +121,9 @@ def test_search_finds_the_casualties_article_and_get_article_reads_it(agent: Age
 
 def test_search_filters_and_context_are_applied(agent: Agent) -> None:
     plain = agent.call("search", query="casualty estimates", k=3, context=0)
-    assert all(h["passage"] == h["sentence"] for h in plain.structured_content["results"])
+    for hit in plain.structured_content["results"]:  # no context: the hit sentences alone
+        assert hit["passage_start"] == min(h["start"] for h in hit["hits"])
+        assert hit["passage_start"] + len(hit["passage"]) == max(h["end"] for h in hit["hits"])
     far_future = agent.call("search", query="casualty estimates", since="2999-01-01")
     assert not far_future.is_error and far_future.structured_content["results"] == []
 
