@@ -33,11 +33,13 @@ err = Console(stderr=True, highlight=False)
 
 IndexOpt = Annotated[
     Path | None,
-    typer.Option("--index", "-i", help="Index directory [env SIFT_INDEX; default: user data dir]."),
+    typer.Option(
+        "--index", "-i", help="Index directory \\[env SIFT_INDEX; default: user data dir]."
+    ),
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option("--model", "-m", help="Embedding model path or name [env SIFT_MODEL]."),
+    typer.Option("--model", "-m", help="Embedding model path or name \\[env SIFT_MODEL]."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 LogFormatOpt = Annotated[
@@ -45,7 +47,7 @@ LogFormatOpt = Annotated[
     typer.Option(
         "--log-format",
         help="Log lines on stderr: text (warnings) or json (one object a line, info and up) "
-        "[env SIFT_LOG_FORMAT].",
+        "\\[env SIFT_LOG_FORMAT].",
         show_default=False,
     ),
 ]

@@ -121,7 +121,7 @@ def watch_cmd(
     every: Annotated[
         float | None,
         typer.Option(
-            help="Seconds from the start of one round to the next [env SIFT_WATCH_EVERY]."
+            help="Seconds from the start of one round to the next \\[env SIFT_WATCH_EVERY]."
         ),
     ] = None,
     max_rounds: Annotated[

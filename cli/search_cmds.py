@@ -334,8 +334,10 @@ def config_cmd(
 
 @app.command("serve")
 def serve_cmd(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [env SIFT_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env SIFT_PORT].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on \\[env SIFT_HOST].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port \\[env SIFT_PORT].")] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     log_format: LogFormatOpt = None,

@@ -147,3 +147,8 @@ def test_serve_logs_json_lines(seeded_dir: Path, tmp_path: Path) -> None:
     parsed = [json.loads(line) for line in lines]
     assert any(p["message"] == "Application startup complete." for p in parsed)
     assert all({"ts", "level", "logger", "message"} <= set(p) for p in parsed)
+
+
+def test_help_names_the_environment_variables() -> None:
+    code, stdout, _ = invoke("search", "--help")
+    assert code == 0 and "SIFT_INDEX" in stdout and "SIFT_MODEL" in stdout
