@@ -8,6 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from sift.cli.main import app
+from typer.testing import CliRunner
+
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 #: The shared evaluation data (SQuAD, BBC News), beside the checkout; absent on a user's clone.
@@ -48,3 +51,12 @@ def version_text(j: int, version: int) -> str:
         f"Version {version} of report {j} counts {version * 10 + j} sailings. "
         f"The harbour master confirmed version {version} late on day {version}."
     )
+
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path) -> tuple[int, str, str]:
+    """`sift ARGS` in this process, 80 columns wide: (exit code, stdout, stderr)."""
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
+    return result.exit_code, result.stdout, result.stderr

@@ -18,7 +18,7 @@ from sift.search.engine import Sift
 from sift.settings import Settings
 
 from tests.api_server import serve
-from tests.helpers import LIVE, version_text
+from tests.helpers import LIVE, ROOT, version_text
 
 ROUNDS = 6
 WRITER = r"""
@@ -87,7 +87,7 @@ def test_readers_keep_answering_while_a_writer_commits(tmp_path: Path, seeded_di
             capture_output=True,
             text=True,
             timeout=600,
-            cwd=Path(__file__).parents[1],
+            cwd=ROOT,
         )
         time.sleep(1.0)
         stop.set()

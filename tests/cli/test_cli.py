@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from sift.cli.main import app
 from typer.testing import CliRunner
 
-from tests.helpers import ROOT, SEEDS, SIFT, write
+from tests.helpers import ROOT, SEEDS, SIFT, invoke, write
 
 runner = CliRunner()
 
@@ -27,11 +26,6 @@ def sift(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Com
         env={**os.environ, "COLUMNS": "80", **(env or {})},
         timeout=300,
     )
-
-
-def invoke(*args: str | Path) -> tuple[int, str, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_demo_index_then_search_json(tmp_path: Path) -> None:

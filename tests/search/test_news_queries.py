@@ -17,7 +17,7 @@ from sift.search.results import SearchRequest
 from sift.settings import Settings
 
 from tests.api_server import Server, copy_index, serve
-from tests.test_cli import invoke
+from tests.helpers import invoke
 
 MODES = ["hybrid", "dense", "keyword"]
 STRAY = ['"unbalanced drones', 'drones"', "drones - tanks", "drones -", "--drones", '""drones']

@@ -16,15 +16,10 @@ from sift.cli.main import app
 from typer.testing import CliRunner
 
 from tests.api_server import free_port
-from tests.helpers import SIFT, write
+from tests.helpers import SIFT, invoke, write
 
 runner = CliRunner()
 QUERY = "who signed the defence pact"
-
-
-def invoke(*args: str | Path) -> tuple[int, str, str]:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "80"})
-    return result.exit_code, result.stdout, result.stderr
 
 
 def search(seeded_dir: Path, *args: str) -> str:
