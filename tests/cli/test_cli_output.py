@@ -118,8 +118,9 @@ def test_version_and_completion() -> None:
     result = runner.invoke(app, ["--version"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, (result.stderr, result.exception)
     assert result.stdout.strip() == "sift 0.1.0"
-    code, stdout, _ = invoke("--show-completion", "bash")
-    assert code == 0 and "complete -o default -F _sift_completion sift" in stdout
+    result = runner.invoke(app, ["--show-completion", "bash"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert "complete -o default -F _sift_completion sift" in result.stdout
 
 
 def test_serve_logs_json_lines(seeded_dir: Path, tmp_path: Path) -> None:
