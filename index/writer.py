@@ -551,6 +551,8 @@ class IndexWriter:
             }
         )
         manifest.vectors.file = f"vectors.{manifest.generation}.faiss"
+        if self.summary.sentences:  # this run embedded: record what made its vectors
+            manifest.encoder = self.embedder.encoder_info()
         self.conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?), "
             "('next_sentence_id', ?)",

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
+from sift.index.manifest import EncoderInfo
 from sift.search.filters import ArticleFilter
 
 #: Hard ceilings, whatever the settings say; the settings may lower them.
@@ -158,6 +159,10 @@ class IndexStats(BaseModel):
     model: str
     model_fingerprint: str
     dimension: int
+    encoder: EncoderInfo | None = Field(
+        default=None,
+        description="What embedded the latest vectors: backend, precision, why, sift version.",
+    )
     splitter: str
     vectors: str
     format_version: int
