@@ -10,8 +10,9 @@ to win (README, Performance):
 | CPU with AVX512-BF16 or AMX-BF16 | torch, bf16                | 2.9x torch fp32                 |
 | other CPUs                       | ONNX export, fp32, fused   | see ONNX_REASON                 |
 
-int8 (dynamic quantization) is not in the table: its ranking quality on ReQA fell by more than
-0.005 MRR@10 (see README), so no CPU gets it.
+int8 (dynamic quantization) is not in the table yet: its dense MRR@10 on ReQA held (-0.0006,
+bench/dense_variants.py --int8), but its hybrid MRR@10 through `sift eval` and its rate on a
+CPU without VNNI are unmeasured, and a lossy backend is taken only where both are.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def test_the_reason_names_the_cpu_kind() -> None:
 
 
 def test_no_machine_gets_a_lossy_encoder() -> None:
-    """int8 lost ranking quality on ReQA (README): no combination chooses it."""
+    """int8 is not chosen until its hybrid quality is measured (index/backends.py)."""
     for cpu in (WITH_BF16, WITHOUT_BF16, CpuFeatures(bf16=False, vnni=False)):
         for device in ("cpu", "cuda:0"):
             choice = choose_encoder("auto", "auto", device, cpu)
