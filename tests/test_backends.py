@@ -197,3 +197,14 @@ def test_a_manifest_from_before_the_record_still_reads() -> None:
         "splitter": {"name": "sentencex-news", "version": "1"},
     }
     assert Manifest.model_validate(old).encoder is None
+
+
+def test_a_repeated_text_is_embedded_once_and_shared(embedder: Embedder) -> None:
+    texts = ["Bill Thompson is a regular commentator.", "Prices rose.", QUERIES[0]] * 2
+    done: list[int] = []
+    vectors = embedder.encode(texts, progress=done.append)
+    assert sum(done) == len(texts)  # progress counts every row, repeated or not
+    assert vectors.shape == (6, embedder.dimension)
+    assert np.array_equal(vectors[:3], vectors[3:])
+    alone = embedder.encode(["Prices rose."])
+    assert float(alone[0] @ vectors[1]) > 0.9999
