@@ -246,6 +246,7 @@ def print_stats(stats: IndexStats, sources: list[dict[str, Any]] | None, out: Co
         ),
         ("model", f"{stats.model}, {stats.dimension} dimensions"),
         ("weights", stats.model_fingerprint[:16]),
+        ("encoder", _encoder_line(stats)),
         ("splitter", stats.splitter),
         ("format", f"version {stats.format_version}, generation {stats.generation:,}"),
         ("created", stats.created),
@@ -267,6 +268,14 @@ def print_stats(stats: IndexStats, sources: list[dict[str, Any]] | None, out: Co
             f"{s['failed']:,} failed, in {s['rounds']:,} rounds"
         )
         out.print(line, soft_wrap=True)
+
+
+def _encoder_line(stats: IndexStats) -> str:
+    e = stats.encoder
+    if e is None:
+        return "not recorded (vectors made before sift recorded it)"
+    what = f"{e.backend} {e.precision}" + (f" ({e.graph} graph)" if e.graph else "")
+    return f"{what}, sift {e.sift_version}, on a CPU {e.cpu}: {e.reason}"
 
 
 def _sizes(directory: Path) -> tuple[int, int]:

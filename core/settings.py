@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     backend: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
         description="What embeds sentences when indexing: torch (at `precision`), onnx (the "
-        "model's ONNX export, fp32), auto (torch on CUDA and bf16 CPUs, else onnx).",
+        "model's ONNX export, fused, fp32), auto (torch on CUDA and bf16 CPUs, else onnx: "
+        "index/backends.py; the choice and its reason go into the manifest).",
     )
     query_encoder: Literal["auto", "onnx", "torch"] = Field(
         default="auto",

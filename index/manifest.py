@@ -25,6 +25,22 @@ class ModelInfo(BaseModel):
     dimension: int
 
 
+class EncoderInfo(BaseModel):
+    """What embedded the vectors of the latest run that embedded any (absent from manifests
+    written before it was recorded). An index's vectors stay comparable across backends: each
+    one is checked against torch fp32 (index/onnx_encoder.py), and the model's weights must
+    match `model.fingerprint` whatever runs them."""
+
+    backend: str = Field(description="torch or onnx.")
+    precision: str = Field(description="fp32, bf16 or fp16.")
+    graph: str | None = Field(
+        default=None, description="onnx: fused (onnxruntime's transformer optimizer) or plain."
+    )
+    reason: str = Field(description="Why this backend: the setting, or the machine's kind.")
+    cpu: str = Field(description="The CPU kind it was chosen for: with or without bf16.")
+    sift_version: str = Field(description="The sift that embedded.")
+
+
 class SplitterInfo(BaseModel):
     name: str
     version: str
@@ -70,6 +86,7 @@ class TextInfo(BaseModel):
 class Manifest(BaseModel):
     format_version: int = FORMAT_VERSION
     model: ModelInfo
+    encoder: EncoderInfo | None = None
     splitter: SplitterInfo
     text: TextInfo = Field(default_factory=TextInfo)
     vectors: VectorsInfo = Field(default_factory=VectorsInfo)

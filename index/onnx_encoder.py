@@ -5,12 +5,18 @@ and ~500 MB before the first answer; onnxruntime with an export of the same weig
 a fraction of a second in a fraction of the memory, and gives the same vectors (fp32, cosine
 0.99996 or more to sentence-transformers fp32 on BBC sentences; checked on every export).
 
+For indexing on CPUs without bf16 the same export is the fast backend (index/backends.py): it
+is exported with eager attention, so that onnxruntime's transformer optimizer can fuse each
+layer's attention, LayerNorms and GELU into single kernels; the fused graph is kept only if it
+passes the same check against torch, else the plain one is.
+
 The export lives in the cache directory under the weights' fingerprint, the one the index's
 manifest records, so an index finds the encoder of exactly the weights it was built with:
 
     <cache>/encoders/<fingerprint>/model.onnx       the transformer, fp32, dynamic batch/length
                                    tokenizer.json   the model's fast tokenizer
-                                   encoder.json     EncoderSpec: pooling, normalisation, limits
+                                   encoder.json     EncoderSpec: pooling, normalisation, limits,
+                                                    and whether the graph is fused
 
 Only the plain sentence-transformers stack is exported: Transformer, then mean or CLS
 pooling, then optionally Normalize. Any other model keeps using sentence-transformers.
@@ -18,6 +24,7 @@ pooling, then optionally Normalize. Any other model keeps using sentence-transfo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -31,18 +38,20 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel
 from sift.errors import EncoderUnavailable
-from sift.index.embed import unit_rows
+from sift.index.normalize import unit_rows
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-    from sift.index.embed import Embedder
 
-ENCODER_FORMAT = 1
+#: 2: exported with eager attention and fused by onnxruntime's transformer optimizer.
+ENCODER_FORMAT = 2
 SPEC_FILE = "encoder.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 #: An export is kept only if its vectors match the torch model's (fp32) this closely.
 MIN_COSINE = 0.999
+#: Model types whose layers onnxruntime's BERT optimizer knows.
+_FUSABLE = {"bert", "roberta", "xlm-roberta"}
 _PROBES = [
     "Query",
     "casualty estimates",
@@ -61,6 +70,7 @@ class EncoderSpec(BaseModel):
     normalize: bool
     max_seq_length: int
     inputs: list[str]
+    graph: Literal["fused", "plain"] = "plain"
 
 
 def encoder_dir(cache_dir: Path, fingerprint: str) -> Path:
@@ -190,37 +200,54 @@ def cached_encoder(
     return encoder
 
 
-def export_encoder(embedder: Embedder, cache_dir: Path) -> Path:
-    """Export the embedder's model to ONNX in the cache (once per weights); the directory.
+def open_encoder(
+    model: SentenceTransformer,
+    name: str,
+    fingerprint: str,
+    cache_dir: Path,
+    threads: int | None = None,
+    batch_size: int = 64,
+) -> OnnxEncoder:
+    """The one way to an ONNX encoder, for indexing and for queries alike: the cached export
+    of these weights, exported first where there is none. Raises EncoderUnavailable."""
+    directory = export_encoder(model, name, fingerprint, cache_dir)
+    encoder = OnnxEncoder(directory, threads=threads, batch_size=batch_size)
+    encoder.load()
+    return encoder
+
+
+def export_encoder(
+    model: SentenceTransformer, name: str, fingerprint: str, cache_dir: Path
+) -> Path:
+    """Export the model (weights `fingerprint`) to ONNX in the cache, once; the directory.
 
     Raises EncoderUnavailable for a model outside the plain stack, or an export whose vectors
     differ from the torch model's."""
     if not onnxruntime_available():
         raise EncoderUnavailable("onnxruntime is not installed (pip install onnxruntime)")
-    final = encoder_dir(cache_dir, embedder.fingerprint)
-    if cached_encoder(cache_dir, embedder.fingerprint) is not None:
+    final = encoder_dir(cache_dir, fingerprint)
+    if cached_encoder(cache_dir, fingerprint) is not None:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():  # a damaged or outdated export: set it aside, then make a new one
         shutil.rmtree(final.rename(final.with_name(f".old-{final.name}-{os.getpid()}")), True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
     try:
-        _export_into(embedder, staging)
+        _export_into(model, name, fingerprint, staging)
         try:
             staging.rename(final)
         except OSError:  # another process exported it meanwhile
-            if cached_encoder(cache_dir, embedder.fingerprint) is None:
+            if cached_encoder(cache_dir, fingerprint) is None:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
 
 
-def _export_into(embedder: Embedder, staging: Path) -> None:
+def _export_into(model: SentenceTransformer, name: str, fingerprint: str, staging: Path) -> None:
     import torch
     from sentence_transformers.models import Normalize, Pooling, Transformer
 
-    model = embedder.model
     modules = list(model)
     if (
         len(modules) not in (2, 3)
@@ -236,6 +263,11 @@ def _export_into(embedder: Embedder, staging: Path) -> None:
     if mode not in ("mean", "cls"):
         raise EncoderUnavailable(f"pooling {mode!r} is not exported (mean and cls are)")
     hf = copy.deepcopy(transformer.auto_model).to("cpu", torch.float32).eval()
+    # Eager attention traces to the MatMul/Softmax pattern the optimizer fuses; the SDPA
+    # kernel traces to one it does not recognise.
+    if hasattr(hf, "set_attn_implementation"):
+        with contextlib.suppress(ValueError, NotImplementedError):
+            hf.set_attn_implementation("eager")
     inputs = ["input_ids", "attention_mask"]
     if "token_type_ids" in transformer.tokenizer.model_input_names:
         inputs.append("token_type_ids")
@@ -264,16 +296,59 @@ def _export_into(embedder: Embedder, staging: Path) -> None:
         )
     transformer.tokenizer.backend_tokenizer.save(str(staging / TOKENIZER_FILE))
     spec = EncoderSpec(
-        name=embedder.name,
-        fingerprint=embedder.fingerprint,
-        dimension=embedder.dimension,
+        name=name,
+        fingerprint=fingerprint,
+        dimension=int(hf.config.hidden_size),
         pooling=mode,
         normalize=len(modules) == 3,
         max_seq_length=int(transformer.max_seq_length),
         inputs=inputs,
     )
+    reference = copy.deepcopy(model).to("cpu", torch.float32)
+    plain = staging / f"plain-{MODEL_FILE}"
+    (staging / MODEL_FILE).rename(plain)
+    if _fuse(plain, staging / MODEL_FILE, hf.config):
+        _write_spec(staging, spec.model_copy(update={"graph": "fused"}))
+        try:
+            _verify(staging, reference)
+            plain.unlink()
+            return
+        except EncoderUnavailable:
+            pass  # a fusion that changes the vectors is not kept: the plain graph is
+    plain.replace(staging / MODEL_FILE)
+    _write_spec(staging, spec)
+    _verify(staging, reference)
+
+
+def _write_spec(staging: Path, spec: EncoderSpec) -> None:
     (staging / SPEC_FILE).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
-    _verify(staging, copy.deepcopy(model).to("cpu", torch.float32))
+
+
+def _fuse(source: Path, target: Path, config: object) -> bool:
+    """onnxruntime's transformer optimizer over a BERT-like export: attention, LayerNorm (with
+    the residual add) and GELU each become one kernel. Measured on BBC sentences, this CPU,
+    fp32: see README (Performance). False where the model is not BERT-like or it fails."""
+    heads = getattr(config, "num_attention_heads", None)
+    hidden = getattr(config, "hidden_size", None)
+    if getattr(config, "model_type", None) not in _FUSABLE or not heads or not hidden:
+        return False
+    try:
+        from onnxruntime.transformers import optimizer
+
+        fused = optimizer.optimize_model(
+            str(source),
+            model_type="bert",
+            num_heads=int(heads),
+            hidden_size=int(hidden),
+            opt_level=1,
+        )
+        if not fused.get_fused_operator_statistics().get("Attention"):
+            return False
+        fused.save_model_to_file(str(target))
+    except Exception:  # the optimizer raises many types; the plain graph still serves
+        target.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _verify(staging: Path, reference: SentenceTransformer) -> None:

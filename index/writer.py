@@ -366,6 +366,8 @@ class IndexWriter:
         manifest = next_generation(
             self.manifest, counts=Counts(articles=articles, sentences=sentences)
         )
+        if self.summary.sentences:  # this run embedded: record what made its vectors
+            manifest.encoder = self.embedder.encoder_info()
         commit_generation(
             self.directory,
             self.conn,

@@ -1,23 +1,18 @@
 """Which encoder embeds queries: the ONNX export of the index's model where one serves, else
-the sentence-transformers model itself (see index/onnx_encoder.py for why)."""
+the sentence-transformers model itself (see index/onnx_encoder.py for why). Exports come from
+the same factory as the indexing backend (`Embedder.onnx_encoder`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from sift.errors import EncoderUnavailable
 from sift.index.embed import Embedder, resolve_model
 from sift.index.manifest import Manifest
-from sift.index.onnx_encoder import (
-    OnnxEncoder,
-    cached_encoder,
-    export_encoder,
-    onnxruntime_available,
-)
+from sift.index.onnx_encoder import cached_encoder, onnxruntime_available
 from sift.settings import Settings
 
 log = logging.getLogger("sift")
@@ -48,8 +43,7 @@ def choose_query_encoder(
         return found
     embedder = torch_model()  # checks the weights against the index's
     try:
-        directory = export_encoder(embedder, settings.cache_dir)
-        return OnnxEncoder(directory, threads=settings.query_threads)
+        return embedder.onnx_encoder(threads=settings.query_threads)
     except (EncoderUnavailable, OSError) as exc:
         if settings.query_encoder == "onnx":
             raise
@@ -64,11 +58,11 @@ def query_encoder_ready(settings: Settings, manifest: Manifest) -> bool:
     return cached_encoder(settings.cache_dir, manifest.model.fingerprint) is not None
 
 
-def prepare_query_encoder(embedder: Embedder, cache_dir: Path) -> None:
+def prepare_query_encoder(embedder: Embedder) -> None:
     """After indexing with torch: export the model for queries now, so the first search after
     it starts fast. Never fails the indexing it follows."""
     try:
-        export_encoder(embedder, cache_dir)
+        embedder.onnx_encoder()
     except (EncoderUnavailable, OSError) as exc:
         log.info("no ONNX query encoder for %s: %s", embedder.name, exc)
 

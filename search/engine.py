@@ -163,7 +163,7 @@ class Sift:
         machine, a few seconds): the first search then starts fast. Never raises for a model
         that does not export; that model keeps torch for its queries."""
         if not self.queries_ready():
-            prepare_query_encoder(self.embedder, self.settings.cache_dir)
+            prepare_query_encoder(self.embedder)
             self._queries_ready = True  # exported, or the model keeps torch: nothing more to do
 
     def _check_format(self, manifest: Manifest | None) -> None:

@@ -323,6 +323,7 @@ class IndexReader:
             model=m.model.name,
             model_fingerprint=m.model.fingerprint,
             dimension=m.model.dimension,
+            encoder=m.encoder,
             splitter=f"{m.splitter.name} {m.splitter.version}",
             vectors=m.vectors.type,
             format_version=m.format_version,

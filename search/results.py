@@ -6,6 +6,7 @@ import unicodedata
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from sift.index.manifest import EncoderInfo
 from sift.index.records import iso_date
 from sift.search.dates import half_life_hours
 from sift.search.filters import ArticleFilter
@@ -268,6 +269,10 @@ class IndexStats(BaseModel):
     model: str
     model_fingerprint: str
     dimension: int
+    encoder: EncoderInfo | None = Field(
+        default=None,
+        description="What embedded the latest vectors: backend, precision, why, sift version.",
+    )
     splitter: str
     vectors: str
     format_version: int

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sift.index.embed import Embedder, choose_backend
+from sift.index.embed import Embedder
 from sift.index.pipeline import DEPTH, read_ahead
 from sift.index.recipe import embedding_text
 from sift.index.records import Article, Failure
@@ -80,22 +80,6 @@ def test_the_gpu_feeding_path_embeds_as_encode_does(embedder: Embedder) -> None:
     overlapped = embedder.encode_overlapped(texts, batch_size=4)
     assert overlapped.shape == plain.shape
     assert (plain * overlapped).sum(axis=1).min() > 0.9999
-
-
-@pytest.mark.parametrize(
-    ("wanted", "device", "precision", "chosen"),
-    [
-        ("auto", "cpu", "bf16", "torch"),  # a CPU with AMX or AVX512-BF16: torch in bf16 wins
-        ("auto", "cpu", "fp32", "onnx"),  # any other CPU: the ONNX export beats torch fp32
-        ("auto", "cuda:0", "fp16", "torch"),
-        ("torch", "cpu", "fp32", "torch"),
-        ("onnx", "cpu", "bf16", "onnx"),
-    ],
-)
-def test_the_backend_is_chosen_by_what_wins(
-    wanted: str, device: str, precision: str, chosen: str
-) -> None:
-    assert choose_backend(wanted, device, precision) == chosen
 
 
 def test_indexing_with_the_onnx_backend(tmp_path: Path, embedder: Embedder) -> None:
