@@ -148,12 +148,19 @@ def candidates(engine: Sift, queries: list[Query]) -> list[dict]:
         scores, ids = reader.nearest(vec, DEPTH)
         match = match_expression(q.text)
         entry: dict = {"dense": [[int(i), float(s)] for s, i in zip(scores, ids, strict=True)]}
-        for name, weight in (("kw_ctx", 0.4), ("kw_text", 0.0)):
+        # kw_ctx: today's one query over both columns, whose IDF counts a word in either
+        # column; kw_text / kw_context: each column alone, with its own IDF (column filter).
+        for name, weights, where in (
+            ("kw_ctx", (1.0, 0.4), "{m}"),
+            ("kw_text", (1.0, 0.0), "{{text}} : ({m})"),
+            ("kw_context", (0.0, 1.0), "{{context}} : ({m})"),
+        ):
             sql = (
-                "SELECT rowid, -bm25(sentences_fts, 1.0, ?) AS score FROM sentences_fts "
+                "SELECT rowid, -bm25(sentences_fts, ?, ?) AS score FROM sentences_fts "
                 "WHERE sentences_fts MATCH ? ORDER BY score DESC, rowid LIMIT ?"
             )
-            rows = conn.execute(sql, [weight, match, DEPTH]).fetchall() if match else []
+            args = [*weights, where.format(m=match), DEPTH]
+            rows = conn.execute(sql, args).fetchall() if match else []
             entry[name] = [[r[0], r[1]] for r in rows if r[1] > 0]
         rows = (
             conn.execute(
@@ -167,7 +174,9 @@ def candidates(engine: Sift, queries: list[Query]) -> list[dict]:
         )
         entry["article"] = [[r[0], r[1]] for r in rows]
         entry["owner"] = {
-            str(i): owner[i] for lst in ("dense", "kw_ctx", "kw_text") for i, _ in entry[lst]
+            str(i): owner[i]
+            for lst in ("dense", "kw_ctx", "kw_text", "kw_context")
+            for i, _ in entry[lst]
         }
         entry["relevant"] = sorted(q.relevant)
         entry["group"] = q.group
@@ -250,7 +259,7 @@ def two_level(k: float, w_art: float) -> Fusion:
             for r, (i, _) in enumerate(e[name], 1):
                 sent[i] = sent.get(i, 0.0) + 1 / (k + r)
         art: dict[str, float] = {}
-        best_ctx = list(dict.fromkeys(e["owner"][str(i)] for i, _ in e["kw_ctx"]))
+        best_ctx = list(dict.fromkeys(e["owner"][str(i)] for i, _ in e["kw_context"]))
         best_dense = list(dict.fromkeys(e["owner"][str(i)] for i, _ in e["dense"]))
         for ranking in (best_ctx, best_dense, [a for a, _ in e["article"]]):
             for r, a in enumerate(ranking, 1):
@@ -261,24 +270,43 @@ def two_level(k: float, w_art: float) -> Fusion:
     return fuse
 
 
+def derive(e: dict) -> None:
+    """Lists computed from the fetched ones: the per-field BM25 sums."""
+    for w in (0.2, 0.4, 1.0):
+        scores = {i: s for i, s in e["kw_text"]}
+        for i, s in e["kw_context"]:
+            scores[i] = scores.get(i, 0.0) + w * s
+        e[f"kw_sum{w}"] = sorted(scores.items(), key=lambda p: -p[1])[:DEPTH]
+
+
 def variants() -> dict[str, Fusion]:
+    def plain(name: str) -> Fusion:
+        return lambda e: [i for i, _ in e[name]]
+
     v: dict[str, Fusion] = {
-        "dense": lambda e: [i for i, _ in e["dense"]],
-        "keyword (ctx 0.4)": lambda e: [i for i, _ in e["kw_ctx"]],
-        "keyword (text only)": lambda e: [i for i, _ in e["kw_text"]],
+        "dense": plain("dense"),
+        "keyword today (one query, ctx 0.4)": plain("kw_ctx"),
+        "keyword text only": plain("kw_text"),
+        "keyword text + 0.2 context": plain("kw_sum0.2"),
+        "keyword text + 0.4 context": plain("kw_sum0.4"),
+        "keyword text + 1.0 context": plain("kw_sum1.0"),
         "today: rrf k5 ctx0.4 art0.5": rrf_fusion(("dense", "kw_ctx"), (1, 1), 5, 0.5),
         "rrf k60 ctx0.4 art0.5": rrf_fusion(("dense", "kw_ctx"), (1, 1), 60, 0.5),
-        "rrf k60 ctx0.4": rrf_fusion(("dense", "kw_ctx"), (1, 1), 60, 0),
         "rrf k60 text art0.5": rrf_fusion(("dense", "kw_text"), (1, 1), 60, 0.5),
-        "rrf k60 text+ctx": rrf_fusion(("dense", "kw_text", "kw_ctx"), (1, 0.5, 0.5), 60, 0),
-        "rrf k5 text+ctx art0.5": rrf_fusion(("dense", "kw_text", "kw_ctx"), (1, 0.5, 0.5), 5, 0.5),
+        "rrf k60 text,context(0.5) art0.5": rrf_fusion(
+            ("dense", "kw_text", "kw_context"), (1, 1, 0.5), 60, 0.5
+        ),
     }
+    for k in (5, 20, 60):
+        for w_art in (0.0, 0.5):
+            for kw in ("kw_sum0.2", "kw_sum0.4"):
+                v[f"rrf k{k} {kw} art{w_art}"] = rrf_fusion(("dense", kw), (1, 1), k, w_art)
     for k in (5, 60):
         for w in (0.5, 1.0):
             v[f"two-level k{k} art{w}"] = two_level(k, w)
-    for kw in ("kw_ctx", "kw_text"):
+    for kw in ("kw_sum0.2", "kw_sum0.4", "kw_text"):
         for alpha in (0.3, 0.5, 0.7):
-            for w_art in (0.0, 0.2):
+            for w_art in (0.0, 0.1, 0.2):
                 for how in ("max", "z"):
                     v[f"cc {how} {kw} a{alpha} art{w_art}"] = cc_fusion(kw, alpha, w_art, how)
     return v
@@ -315,8 +343,10 @@ def load_or_build(work: Path, name: str, settings: Settings) -> list[dict]:
         queries = bbc_queries(engine, articles, picks)
     entries = candidates(engine, queries)
     engine.close()
-    with gzip.open(cache, "wt") as f:
+    partial = cache.with_suffix(".part")
+    with gzip.open(partial, "wt") as f:
         json.dump(entries, f)
+    partial.replace(cache)
     return entries
 
 
@@ -324,6 +354,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/fstudy"))
     parser.add_argument("--sets", nargs="*", default=["squad", "squad_lead", "bbc_deep"])
+    parser.add_argument("--fetch-only", action="store_true", help="Build and cache, no scores.")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     settings = Settings()
@@ -331,6 +362,10 @@ def main() -> None:
     sizes: dict[str, int] = {}
     for name in args.sets:
         entries = load_or_build(args.work, name, settings)
+        if args.fetch_only:
+            continue
+        for e in entries:
+            derive(e)
         groups = sorted({e["group"] for e in entries})
         for g in groups:
             label = f"squad_{g}" if name == "squad" else name

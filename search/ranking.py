@@ -59,7 +59,7 @@ def rank_sentences(
     article_ids: list[str] = []
     match = match_expression(query) if mode in ("hybrid", "keyword") else None
     if match is not None:
-        keyword_ids, keyword_scores = reader.keyword_sentences(
+        keyword_ids, keyword_scores = reader.keyword_fields(
             match, depth, settings.keyword_context_weight, flt
         )
         if articles:
