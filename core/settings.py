@@ -105,15 +105,18 @@ class Settings(BaseSettings):
     max_k: int = Field(default=100, ge=1, le=10_000, description="Largest k a search may ask.")
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
     max_context: int = Field(default=10, ge=0, description="Largest context a search may ask.")
-    # -- ranking (defaults chosen on SQuAD dev, ReQA protocol: see README "Ranking quality") ----
-    rrf_k: float = Field(default=5.0, gt=0, description="Reciprocal rank fusion constant.")
-    weight_dense: float = Field(default=1.0, ge=0, description="Fusion weight of dense ranks.")
-    weight_keyword: float = Field(default=1.0, ge=0, description="Fusion weight of BM25 ranks.")
+    # -- ranking (hybrid: z-scores fused; article weight chosen on SQuAD's tune half only,
+    # see README "Ranking quality") -----------------------------------------------------------
+    rrf_k: float = Field(
+        default=5.0, gt=0, description="Reciprocal rank fusion constant (group=article)."
+    )
+    weight_dense: float = Field(default=1.0, ge=0, description="Hybrid weight of the cosine.")
+    weight_keyword: float = Field(default=1.0, ge=0, description="Hybrid weight of BM25.")
     weight_article: float = Field(
-        default=0.5, ge=0, description="Fusion weight of the article's own BM25 rank."
+        default=0.2, ge=0, description="Hybrid weight of the article's own BM25."
     )
     keyword_context_weight: float = Field(
-        default=0.4, ge=0, description="BM25 weight of a sentence's title and neighbours."
+        default=0.4, ge=0, description="Weight of BM25 over a sentence's title and neighbours."
     )
     candidates: int = Field(
         default=200, ge=10, le=100_000, description="Candidates each ranking feeds the fusion."

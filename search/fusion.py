@@ -2,14 +2,15 @@
 
 rrf: score(x) = sum over rankings r of weight_r / (k + rank_r(x)), rank from 1. k=60 is the
 constant of Cormack, Clarke and Buettcher (SIGIR 2009), used unchanged across collections.
-convex: score(x) = sum over lists of weight_r * score_r(x) / max score_r, each list scaled by its
-best score (BM25 and cosine are both 0 at worst for a match), an item missing from a list
-counting 0 there (Bruch, Gai and Ingber, "An analysis of fusion functions for hybrid
-retrieval", TOIS 2023). See README "Ranking quality" for what was measured.
+convex: score(x) = sum over lists of weight_r * z_r(x), z the list's scores standardised (mean 0,
+sd 1), an item missing from a list counting as that list's worst: a convex combination of
+normalised scores (Bruch, Gai and Ingber, "An analysis of fusion functions for hybrid
+retrieval", TOIS 2023). Hybrid search uses it; see README "Ranking quality" for the figures.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
@@ -26,16 +27,41 @@ def rrf(rankings: Sequence[Sequence[T]], weights: Sequence[float], k: float) -> 
     return scores
 
 
-def convex(scored: Sequence[Mapping[T, float]], weights: Sequence[float]) -> dict[T, float]:
-    """Weighted sum of each list's scores over its best one (negative scores count as 0)."""
-    scores: dict[T, float] = {}
-    for items, weight in zip(scored, weights, strict=True):
-        top = max(items.values(), default=0.0)
-        if weight == 0 or top <= 0:
-            continue
-        for item, score in items.items():
-            scores[item] = scores.get(item, 0.0) + weight * max(score, 0.0) / top
-    return scores
+def standardised(scores: Mapping[T, float]) -> tuple[dict[T, float], float]:
+    """Each score as standard deviations from its list's mean, and the lowest of them (what an
+    item the list did not return counts as: no better than the list's worst)."""
+    if not scores:
+        return {}, 0.0
+    values = list(scores.values())
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    z = {item: (v - mean) / sd if sd > 0 else 0.0 for item, v in scores.items()}
+    return z, min(z.values())
+
+
+def convex(
+    items: Sequence[T],
+    lists: Sequence[Mapping[Hashable, float]],
+    weights: Sequence[float],
+    keys: Sequence[Mapping[T, Hashable] | None] | None = None,
+) -> dict[T, float]:
+    """Weighted sum of each list's standardised scores, squashed into (0, 1) (logistic, so the
+    order is the sum's): a clear winner in one list keeps its margin, which ranks alone lose.
+    `keys[r]`, where given, says what an item is called in list r (a sentence's article)."""
+    fused: dict[T, float] = {}
+    lookups = keys or [None] * len(lists)
+    parts = [
+        (standardised(scores), w, key)
+        for scores, w, key in zip(lists, weights, lookups, strict=True)
+        if w
+    ]
+    for item in items:
+        total = 0.0
+        for (z, floor), w, key in parts:
+            name = item if key is None else key.get(item)
+            total += w * z.get(name, floor)
+        fused[item] = 1 / (1 + math.exp(-total))
+    return fused
 
 
 def ranked(scores: dict[T, float], tiebreak: dict[T, int] | None = None) -> list[T]:

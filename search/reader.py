@@ -175,18 +175,23 @@ class IndexReader:
 
     def keyword_articles(self, match: str, n: int, flt: ArticleFilter) -> list[str]:
         """Article ids ranked by BM25 over their title and whole text."""
+        return list(self.keyword_article_scores(match, n, flt))
+
+    def keyword_article_scores(self, match: str, n: int, flt: ArticleFilter) -> dict[str, float]:
+        """As `keyword_articles`, with each article's BM25 (higher is better), best first."""
         where, params = self._filter_sql(flt)
         rows = (
             self._conn()
             .execute(
-                "SELECT a.id FROM articles_fts JOIN articles a ON a.num = articles_fts.rowid "
+                "SELECT a.id, -bm25(articles_fts, 2.0, 1.0) FROM articles_fts "
+                "JOIN articles a ON a.num = articles_fts.rowid "
                 f"WHERE articles_fts MATCH ? AND a.duplicate_of IS NULL AND {where} "
                 "ORDER BY bm25(articles_fts, 2.0, 1.0), a.num LIMIT ?",
                 [match, *params, n],
             )
             .fetchall()
         )
-        return [r[0] for r in rows]
+        return {r[0]: r[1] for r in rows}
 
     def allowed_sentences(self, flt: ArticleFilter) -> np.ndarray:
         """Ids of the sentences of the articles a filter lets through."""

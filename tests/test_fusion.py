@@ -4,8 +4,6 @@ them; and the fusion functions themselves."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sift.index.embed import Embedder
 from sift.index.records import Article
@@ -76,14 +74,11 @@ def test_rrf_and_convex_fusion() -> None:
     fused = rrf([["a", "b"], ["b", "c"]], [1.0, 1.0], k=60)
     assert ranked(fused) == ["b", "a", "c"]
     assert fused["a"] == pytest.approx(1 / 61)
-    # Scores, not ranks: a list's clear winner keeps its lead; each list is scaled by its best.
-    both = convex([{"a": 0.9, "b": 0.3}, {"b": 10.0, "c": 9.9}], [0.5, 0.5])
-    assert both["a"] == pytest.approx(0.5) and both["b"] == pytest.approx(0.5 / 3 + 0.5)
+    # Scores, not ranks: a sentence missing from a list counts as that list's worst, and an
+    # article's score reaches its sentences through `keys`.
+    lists = [{"a": 0.9, "b": 0.5, "c": 0.4}, {"b": 10.0, "c": 2.0}, {"x": 5.0, "y": 1.0}]
+    owner = {"a": "y", "b": "x", "c": "y"}
+    both = convex(["a", "b", "c"], lists, [1.0, 1.0, 0.2], [None, None, owner])
     assert ranked(both) == ["b", "a", "c"]
-    assert convex([{"a": 1.0}, {}], [1.0, 1.0]) == {"a": 1.0}
-
-
-def test_defaults_are_the_documented_ones() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    settings = Settings()
-    assert f"`rrf_k` {settings.rrf_k:g}" in readme
+    assert all(0 < v < 1 for v in both.values())
+    assert convex(["a"], [{"a": 1.0}, {}], [1.0, 1.0]) == {"a": 0.5}
