@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     weight_dense: float = Field(default=1.0, ge=0, description="Hybrid weight of the cosine.")
     weight_keyword: float = Field(default=1.0, ge=0, description="Hybrid weight of BM25.")
     weight_article: float = Field(
-        default=0.2, ge=0, description="Hybrid weight of the article's own BM25."
+        default=0.4, ge=0, description="Hybrid weight of the article's own BM25."
     )
     keyword_context_weight: float = Field(
         default=0.4, ge=0, description="Weight of BM25 over a sentence's title and neighbours."
