@@ -223,7 +223,9 @@ def _unit(pairs: list, how: str) -> dict:
     return {i: float(v) for (i, _), v in zip(pairs, scaled, strict=True)}
 
 
-def cc_fusion(kw: str, alpha: float, w_art: float, how: str = "max") -> Fusion:
+def cc_fusion(
+    kw: str, alpha: float, w_art: float, how: str = "max", missing: str = "min"
+) -> Fusion:
     """Convex combination of normalised scores: alpha * dense + (1 - alpha) * keyword, plus
     w_art * the article's normalised BM25. Dense cosines are used as they are (bounded)."""
 
@@ -236,6 +238,8 @@ def cc_fusion(kw: str, alpha: float, w_art: float, how: str = "max") -> Fusion:
         floor_d = min(dense.values(), default=0.0)
         floor_k = min(kwd.values(), default=0.0) if how == "z" else 0.0
         floor_a = min(art.values(), default=0.0) if how == "z" else 0.0
+        if missing == "mean":  # an item a list did not return counts as its average
+            floor_d, floor_k, floor_a = 0.0, 0.0, 0.0
         ids = set(dense) | set(kwd)
         scores = {
             i: alpha * dense.get(i, floor_d)
@@ -309,6 +313,7 @@ def variants() -> dict[str, Fusion]:
             for w_art in (0.0, 0.1, 0.2):
                 for how in ("max", "z"):
                     v[f"cc {how} {kw} a{alpha} art{w_art}"] = cc_fusion(kw, alpha, w_art, how)
+    v["cc z kw_sum0.4 a0.5 art0.2 missing=mean"] = cc_fusion("kw_sum0.4", 0.5, 0.2, "z", "mean")
     return v
 
 
