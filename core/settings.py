@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
     max_context: int = Field(default=10, ge=0, description="Largest context a search may ask.")
     # -- ranking (defaults chosen on SQuAD dev, ReQA protocol: see README "Ranking quality") ----
+    fusion: Literal["rrf", "convex"] = Field(
+        default="rrf",
+        description="How hybrid fuses its lists: rrf (ranks; keyword BM25 over sentence and "
+        "context together) or convex (z-scores of cosine, per-column BM25 and article BM25, "
+        "summed; see README 'Ranking quality').",
+    )
     rrf_k: float = Field(default=5.0, gt=0, description="Reciprocal rank fusion constant.")
     weight_dense: float = Field(default=1.0, ge=0, description="Fusion weight of dense ranks.")
     weight_keyword: float = Field(default=1.0, ge=0, description="Fusion weight of BM25 ranks.")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sift.search.filters import ArticleFilter
-from sift.search.fusion import ranked, rrf
+from sift.search.fusion import convex, ranked, rrf
 from sift.search.keyword import match_expression
 from sift.search.reader import IndexReader
 from sift.settings import Settings
@@ -57,13 +57,16 @@ def rank_sentences(
     keyword_ids: list[int] = []
     keyword_scores: list[float] = []
     article_ids: list[str] = []
+    article_scores: dict[str, float] = {}
     match = match_expression(query) if mode in ("hybrid", "keyword") else None
     if match is not None:
-        keyword_ids, keyword_scores = reader.keyword_sentences(
-            match, depth, settings.keyword_context_weight, flt
-        )
+        # convex: each column with its own IDF (one query over both lets the title, which sits
+        # in every sentence's context, zero the headline's words in the sentence itself).
+        keyword = reader.keyword_fields if settings.fusion == "convex" else reader.keyword_sentences
+        keyword_ids, keyword_scores = keyword(match, depth, settings.keyword_context_weight, flt)
         if articles:
-            article_ids = reader.keyword_articles(match, ARTICLE_DEPTH, flt)
+            article_scores = reader.keyword_article_scores(match, ARTICLE_DEPTH, flt)
+            article_ids = list(article_scores)
 
     if mode == "dense":
         return Ranking(
@@ -80,17 +83,35 @@ def rank_sentences(
             articles=article_ids,
             exhaustive=len(keyword_ids) < depth,
         )
-    fused = rrf(
-        [dense_ids, keyword_ids], [settings.weight_dense, settings.weight_keyword], settings.rrf_k
-    )
-    if article_ids:
-        # Article-level evidence: a sentence inherits a share of its article's BM25 rank.
-        article_rank = {a: r for r, a in enumerate(article_ids, 1)}
-        owner = reader.article_of(list(fused))
-        for sid in fused:
-            rank = article_rank.get(owner.get(sid, ""))
-            if rank is not None:
-                fused[sid] += settings.weight_article / (settings.rrf_k + rank)
+    if settings.fusion == "convex":
+        # Scores, not ranks: z-scores of the cosine, of the sentence's BM25 and of its
+        # article's BM25, weighted and summed. The article's share is one term of the sum.
+        candidates = list(dict.fromkeys([*dense_ids, *keyword_ids]))
+        owner = reader.article_of(candidates) if article_scores else {}
+        fused = convex(
+            candidates,
+            [
+                dict(zip(dense_ids, dense_scores, strict=True)),
+                dict(zip(keyword_ids, keyword_scores, strict=True)),
+                article_scores,
+            ],
+            [settings.weight_dense, settings.weight_keyword, settings.weight_article],
+            [None, None, owner],
+        )
+    else:
+        fused = rrf(
+            [dense_ids, keyword_ids],
+            [settings.weight_dense, settings.weight_keyword],
+            settings.rrf_k,
+        )
+        if article_ids:
+            # Article-level evidence: a sentence inherits a share of its article's BM25 rank.
+            article_rank = {a: r for r, a in enumerate(article_ids, 1)}
+            owner = reader.article_of(list(fused))
+            for sid in fused:
+                rank = article_rank.get(owner.get(sid, ""))
+                if rank is not None:
+                    fused[sid] += settings.weight_article / (settings.rrf_k + rank)
     first_seen = {sid: i for i, sid in enumerate(dict.fromkeys([*dense_ids, *keyword_ids]))}
     # Hybrid looks at a fixed depth, so that pages of one query never disagree.
     return Ranking(ranked(fused, first_seen), fused, dense_ids, keyword_ids, article_ids)

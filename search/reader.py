@@ -129,20 +129,64 @@ class IndexReader:
         rows = self._conn().execute(sql, args).fetchall()
         return [r[0] for r in rows], [r[1] for r in rows]
 
+    def keyword_fields(
+        self, match: str, n: int, context_weight: float, flt: ArticleFilter
+    ) -> tuple[list[int], list[float]]:
+        """As `keyword_sentences`, but BM25 of the sentence plus `context_weight` times BM25 of
+        its context, each column searched alone so that each has its own IDF. In one query over
+        both columns a word's IDF counts the rows that hold it in either: every word of a title
+        is then in every sentence of its article, and loses its weight in the sentence's own
+        text exactly where it matters (a claim restated in the headline)."""
+        scores = dict(self._column_bm25("text", match, n, flt))
+        if context_weight > 0:
+            for sid, score in self._column_bm25("context", match, n, flt):
+                scores[sid] = scores.get(sid, 0.0) + context_weight * score
+        best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]
+        return [sid for sid, _ in best], [score for _, score in best]
+
+    def _column_bm25(
+        self, column: str, match: str, n: int, flt: ArticleFilter
+    ) -> list[tuple[int, float]]:
+        weights = "1.0, 0.0" if column == "text" else "0.0, 1.0"
+        scoped = f"{{{column}}} : ({match})"
+        score = f"-bm25(sentences_fts, {weights})"
+        if flt:
+            where, params = self._filter_sql(flt)
+            sql = (
+                f"SELECT sentences_fts.rowid, {score} AS score "
+                "FROM sentences_fts JOIN sentences s ON s.id = sentences_fts.rowid "
+                "JOIN articles a ON a.id = s.article_id "
+                f"WHERE sentences_fts MATCH ? AND {where} "
+                "ORDER BY score DESC, sentences_fts.rowid LIMIT ?"
+            )
+            args: list[object] = [scoped, *params, n]
+        else:
+            sql = (
+                f"SELECT rowid, {score} AS score FROM sentences_fts "
+                "WHERE sentences_fts MATCH ? ORDER BY score DESC, rowid LIMIT ?"
+            )
+            args = [scoped, n]
+        return [(r[0], r[1]) for r in self._conn().execute(sql, args).fetchall()]
+
     def keyword_articles(self, match: str, n: int, flt: ArticleFilter) -> list[str]:
         """Article ids ranked by BM25 over their title and whole text."""
+        return list(self.keyword_article_scores(match, n, flt))
+
+    def keyword_article_scores(self, match: str, n: int, flt: ArticleFilter) -> dict[str, float]:
+        """As `keyword_articles`, with each article's BM25 (higher is better), best first."""
         where, params = self._filter_sql(flt, sentences=False)
         rows = (
             self._conn()
             .execute(
-                "SELECT a.id FROM articles_fts JOIN articles a ON a.num = articles_fts.rowid "
+                "SELECT a.id, -bm25(articles_fts, 2.0, 1.0) FROM articles_fts "
+                "JOIN articles a ON a.num = articles_fts.rowid "
                 f"WHERE articles_fts MATCH ? AND a.duplicate_of IS NULL AND {where} "
                 "ORDER BY bm25(articles_fts, 2.0, 1.0), a.num LIMIT ?",
                 [match, *params, n],
             )
             .fetchall()
         )
-        return [r[0] for r in rows]
+        return {r[0]: r[1] for r in rows}
 
     def allowed_sentences(self, flt: ArticleFilter) -> np.ndarray:
         """Ids of the sentences of the articles a filter lets through."""
