@@ -39,7 +39,7 @@ from sift.search.engine import Sift
 from sift.settings import Settings
 
 if TYPE_CHECKING:
-    from sift.index.feeds import LiveSources, SourceReport
+    from sift.index.live import LiveSources, SourceReport
 
 
 def _is_url(source: str) -> bool:
@@ -48,7 +48,7 @@ def _is_url(source: str) -> bool:
 
 def _live_sources(settings: Settings) -> LiveSources:
     try:
-        from sift.index.feeds import LiveSources
+        from sift.index.live import LiveSources
         from sift.index.web import FetchPolicy
     except ImportError as exc:
         fail(str(exc))

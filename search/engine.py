@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from sift.errors import InvalidRequest, StoreError
@@ -17,78 +16,23 @@ from sift.index.manifest import FORMAT_VERSION, Manifest
 from sift.index.records import Article, Failure
 from sift.index.store import connect, read_manifest
 from sift.index.writer import IndexSummary, IndexWriter, check_model
-from sift.search.dates import blend_recency, by_date, half_life_hours
+from sift.search.answer import answer
 from sift.search.encoders import (
     QueryEncoder,
     choose_query_encoder,
     prepare_query_encoder,
     query_encoder_ready,
 )
-from sift.search.facets import count_facets
-from sift.search.filters import ArticleFilter
-from sift.search.merge import Merged
-from sift.search.passages import build_hits, select
-from sift.search.ranking import rank_articles, rank_sentences
 from sift.search.reader import IndexReader
 from sift.search.results import (
-    ArticleHit,
     ArticleView,
-    Facets,
-    Hit,
     IndexStats,
-    Recency,
     SearchRequest,
     SearchResponse,
     SimilarResponse,
 )
 from sift.search.similar import similar_articles
 from sift.settings import Settings
-
-T = TypeVar("T", bound=Hashable)
-
-
-def _response(
-    request: SearchRequest,
-    hits: list[Hit],
-    articles: list[ArticleHit] | None = None,
-    facets: Facets | None = None,
-    recency: Recency | None = None,
-) -> SearchResponse:
-    """took_ms is filled in by the caller, which times the whole answer."""
-    return SearchResponse(
-        query=request.q,
-        k=request.k,
-        offset=request.offset,
-        mode=request.mode,
-        sort=request.sort,
-        recency=recency,
-        took_ms=0.0,
-        results=hits,
-        articles=articles,
-        facets=facets,
-    )
-
-
-def _arrange(
-    request: SearchRequest,
-    items: list[T],
-    scores: dict[T, float],
-    published: Callable[[list[T]], dict[T, str | None]],
-) -> tuple[list[T], dict[T, float], Recency | None]:
-    """The ranking as asked: by relevance, newest first, or with age blended in (and how)."""
-    if request.sort == "date":
-        return by_date(items, scores, published(items)), scores, None
-    if request.recency:
-        hours = half_life_hours(request.recency)
-        now = datetime.now(timezone.utc)
-        order, blended, counted_from = blend_recency(items, scores, published(items), hours, now)
-        recency = Recency(
-            half_life=request.recency,
-            half_life_hours=hours,
-            counted_from=counted_from.isoformat(timespec="seconds"),
-        )
-        return order, blended, recency
-    return items, scores, None
 
 
 class Sift:
@@ -220,7 +164,9 @@ class Sift:
         for request in requests:
             started = time.perf_counter()
             with reader.snapshot():
-                response = self._answer(reader, request, vectors.get(request.parsed().text))
+                response = answer(
+                    reader, self.settings, request, vectors.get(request.parsed().text)
+                )
             response.took_ms = round((time.perf_counter() - started) * 1000 + embed_ms, 2)
             responses.append(response)
         return responses
@@ -235,117 +181,6 @@ class Sift:
             raise InvalidRequest(f"context must be between 0 and {s.max_context}")
         if len(request.q) > s.max_query_chars:
             raise InvalidRequest(f"query is longer than {s.max_query_chars} characters")
-
-    def _answer(
-        self, reader: IndexReader, request: SearchRequest, vector: np.ndarray | None
-    ) -> SearchResponse:
-        flt = request.article_filter()
-        text = request.parsed().text  # the words and phrases, without their syntax
-        settings = self.settings
-        want = request.offset + request.k
-        collapse = settings.collapse_similarity if request.collapse else None
-        if request.group == "article":
-            return self._answer_articles(reader, request, vector, flt)
-        # Hybrid looks at a fixed depth, so pages of one query never disagree; dense and
-        # keyword orders do not change with depth, so they may look as deep as a page needs.
-        depth = settings.candidates if request.mode == "hybrid" else max(settings.candidates, want)
-        while True:
-            ranking = rank_sentences(reader, settings, text, vector, request.mode, flt, depth)
-            ids, scores, recency = _arrange(
-                request, ranking.ids, ranking.scores, reader.published_of
-            )
-            page = select(
-                reader,
-                ids,
-                scores,
-                request.k,
-                request.per_article,
-                collapse,
-                request.context,
-                request.offset,
-            )
-            # The per-article cap, merging and the collapse can leave a page short: look
-            # deeper while a deeper look can find more (dense and keyword orders do not change
-            # with depth).
-            if len(page) >= request.k or ranking.exhaustive or request.mode == "hybrid":
-                break
-            depth *= 4
-        facets = count_facets(reader, ranking.ids, flt) if request.facets else None
-        hits = build_hits(reader, page, request.context, request.offset + 1)
-        return _response(request, hits, facets=facets, recency=recency)
-
-    def _answer_articles(
-        self,
-        reader: IndexReader,
-        request: SearchRequest,
-        vector: np.ndarray | None,
-        flt: ArticleFilter,
-    ) -> SearchResponse:
-        settings = self.settings
-        depth = max(settings.candidates, (request.offset + request.k) * 10)
-        ranking = rank_sentences(
-            reader,
-            settings,
-            request.parsed().text,
-            vector,
-            request.mode,
-            flt,
-            depth,
-            articles=request.mode != "dense",
-        )
-        owner = reader.article_of(ranking.ids)
-        ranked_articles = rank_articles(ranking, owner, settings)
-
-        def published(ids: list[str]) -> dict[str, str | None]:
-            return {a: h.published for a, h in reader.heads(set(ids)).items()}
-
-        order, article_scores, recency = _arrange(
-            request, [a for a, _ in ranked_articles], dict(ranked_articles), published
-        )
-        ordered = [(a, article_scores[a]) for a in order]
-        page = ordered[request.offset : request.offset + request.k]
-        wanted = {a for a, _ in page}
-        candidates = [sid for sid in ranking.ids if owner.get(sid) in wanted]
-        # Articles found by their own text alone: their sentences by the query vector.
-        found = {owner[sid] for sid in candidates}
-        if missing := [a for a in wanted if a not in found]:
-            ids, _, vectors = reader.sentence_vectors(missing)
-            order = np.argsort(-(vectors @ vector)) if vector is not None else range(len(ids))
-            # With a phrase, a passage is only where the phrase is.
-            keep = set(reader.allowed_sentences(flt).tolist()) if flt.phrases else None
-            candidates += [ids[i] for i in order if keep is None or ids[i] in keep]
-        # Each article's passages: the same walk, with no page to fill.
-        merged = select(
-            reader,
-            candidates,
-            {i: ranking.scores.get(i, 0.0) for i in candidates},
-            len(candidates) + 1,
-            request.per_article,
-            None,
-            request.context,
-        )
-        best: dict[str, list[Merged]] = {}
-        for item in merged:
-            best.setdefault(item.article_id, []).append(item)
-        heads = reader.heads(wanted)
-        results = []
-        for rank, (article_id, score) in enumerate(page, request.offset + 1):
-            chosen = best.get(article_id, [])
-            head = heads[article_id]
-            results.append(
-                ArticleHit(
-                    rank=rank,
-                    score=round(score, 4),
-                    article_id=article_id,
-                    title=head.title,
-                    source=head.source,
-                    url=head.url,
-                    published=head.published,
-                    passages=build_hits(reader, chosen, request.context),
-                )
-            )
-        facets = count_facets(reader, ranking.ids, flt) if request.facets else None
-        return _response(request, [], results, facets, recency)
 
     def article(self, article_id: str) -> ArticleView | None:
         return self.reader.article(article_id)

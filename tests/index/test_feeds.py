@@ -13,7 +13,8 @@ import pytest
 from sift.cli.main import app
 from sift.errors import FetchError
 from sift.index.embed import Embedder
-from sift.index.feeds import LiveSources, Page, parse_feed
+from sift.index.feeds import Page, parse_feed
+from sift.index.live import LiveSources
 from sift.index.web import USER_AGENT, Fetcher, FetchPolicy
 from typer.testing import CliRunner
 
