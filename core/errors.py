@@ -24,6 +24,7 @@ __all__ = [
     "ModelError",
     "ModelMismatch",
     "NotFound",
+    "ReadOnly",
     "RobotsDisallowed",
     "SiftError",
     "SitemapError",
@@ -136,6 +137,13 @@ class WriterBusy(StoreError):
 
     code = "index_busy"
     http_status = 409
+
+
+class ReadOnly(SiftError):
+    """A write to an index served read-only (a replica: it is refreshed by snapshot)."""
+
+    code = "read_only"
+    http_status = 403
 
 
 # -- the model ----------------------------------------------------------------------------------

@@ -134,6 +134,20 @@ class Settings(BaseSettings):
     max_article_chars: int = Field(
         default=5_000_000, ge=100, description="Longest article text accepted."
     )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Processes `sift serve` runs over the one index."
+    )
+    read_only: bool = Field(
+        default=False,
+        description="Refuse every write (a replica serving a snapshot): the API answers 403.",
+    )
+    write_wait: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Seconds a write waits for another writer to finish before failing as busy; "
+        "unset: 0 for commands, 30 in `sift serve` (its workers take turns).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="Log lines on stderr: text, or json (one object a line).",

@@ -85,16 +85,18 @@ class IndexWriter:
         embedder: Embedder,
         commit_every: int = 10_000,
         commit_seconds: float = 60.0,
+        lock_wait: float = 0.0,
     ):
         """`commit_every` sentences or `commit_seconds` of work make a batch: a long run commits
         batch by batch, so a crash loses at most the batch in flight and a rerun goes on from
-        there (committed articles are unchanged and skipped). A smaller run is all or nothing."""
+        there (committed articles are unchanged and skipped). A smaller run is all or nothing.
+        `lock_wait`: seconds to wait for another writer before WriterBusy."""
         self.directory = directory
         self.embedder = embedder
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         directory.mkdir(parents=True, exist_ok=True)
-        self._lock = acquire_write_lock(directory)
+        self._lock = acquire_write_lock(directory, lock_wait)
         try:
             self._open()
         except BaseException:

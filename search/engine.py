@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sift.errors import InvalidRequest, StoreError
+from sift.errors import InvalidRequest, ReadOnly, StoreError
 from sift.index.embed import Embedder
 from sift.index.ingest import IngestTally, article_or_failure, read_inputs
 from sift.index.manifest import FORMAT_VERSION, Manifest
@@ -350,10 +350,19 @@ class Sift:
 
     def _write(self, stage: Callable[[IndexWriter], IndexSummary]) -> IndexSummary:
         settings = self.settings
+        if settings.read_only:
+            raise ReadOnly(
+                f"index {self.directory} is served read-only: write to the primary index "
+                "and take a new snapshot (sift snapshot)"
+            )
         with (
             self._write_lock,
             IndexWriter(
-                self.directory, self.embedder, settings.commit_every, settings.commit_seconds
+                self.directory,
+                self.embedder,
+                settings.commit_every,
+                settings.commit_seconds,
+                settings.write_wait or 0.0,
             ) as writer,
         ):
             stage(writer)
