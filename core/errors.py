@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "ClusterUnavailable",
     "ConfigError",
     "EncoderUnavailable",
     "FeedError",
@@ -160,6 +161,16 @@ class EncoderUnavailable(ModelError):
     """No ONNX encoder can serve this model here; the message says why."""
 
     code = "encoder_unavailable"
+
+
+# -- a Ray cluster ------------------------------------------------------------------------------
+
+
+class ClusterUnavailable(SiftError, RuntimeError):
+    """`--ray` without Ray installed, or a cluster that cannot be joined; the message says how."""
+
+    code = "cluster_unavailable"
+    http_status = 503
 
 
 def validation_message(exc: ValidationError, limit: int = 1) -> str:

@@ -96,6 +96,17 @@ class Settings(BaseSettings):
     commit_seconds: float = Field(
         default=60.0, gt=0, description="... or after this many seconds of work, if sooner."
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="Index on a Ray cluster: local (start one here), auto (join the running "
+        "one) or ray://host:port; unset: index in this process.",
+    )
+    ray_actors: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Embedding actors on the Ray cluster; unset: one a GPU, else one per 4 CPUs.",
+    )
     max_k: int = Field(default=100, ge=1, le=10_000, description="Largest k a search may ask.")
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
     max_context: int = Field(default=10, ge=0, description="Largest context a search may ask.")

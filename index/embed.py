@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sift.errors import ModelError
-from sift.settings import DEFAULT_MODEL
+from sift.settings import DEFAULT_MODEL, Settings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -242,6 +242,21 @@ class Embedder:
                 if progress is not None:
                     progress(len(rows))
         return np.ascontiguousarray(unit_rows(out))
+
+
+def embedder_for(settings: Settings, model: str | None, **override: Any) -> Embedder:
+    """The embedder the settings describe, for `model` (a name or path); `override` replaces
+    settings (a Ray actor's device and threads). Every process that embeds for one index builds
+    it here, so they all embed alike."""
+    given: dict[str, Any] = {
+        "device": settings.device,
+        "batch_size": settings.batch_size,
+        "precision": settings.precision,
+        "threads": settings.torch_threads,
+        "backend": settings.backend,
+        "cache_dir": settings.cache_dir,
+    }
+    return Embedder(model, **{**given, **override})
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
