@@ -19,8 +19,9 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,13 +249,15 @@ def dataset(
 
 @contextmanager
 def session(address: str) -> Iterator[Any]:
-    """Ray, joined (or started, for `local`) for one run, from the main thread; a cluster
-    started here is stopped after it."""
-    ray = connect(address)
-    try:
-        yield ray
-    finally:
-        if address == "local":
+    """Ray, joined (or started, for `local`) for one run, from the main thread; left after it
+    (a cluster started here stops with it). Ray prints its raylets' and workers' errors (a
+    retried task, a restarted actor) on stdout: they are for the person, not the program
+    reading `--json`, so they go to stderr while Ray is connected."""
+    with redirect_stdout(sys.stderr):
+        ray = connect(address)
+        try:
+            yield ray
+        finally:
             ray.shutdown()
 
 

@@ -166,20 +166,22 @@ def test_a_killed_worker_is_retried(tmp_path: Path) -> None:
     local, remote = tmp_path / "local", tmp_path / "ray"
     Sift(Settings(index=local)).index_paths([folder])
     proc = ray_index([folder], remote, ray_actors="1", commit_every="60")
-    killed, actors, started = [], set(), time.monotonic()
+    killed, actors, started, titles = [], set(), time.monotonic(), set()
     try:
         while proc.poll() is None and time.monotonic() - started < 600:
-            embedding = [p for p, title in descendants(proc.pid).items() if "_Embed" in title]
+            embedding = {p: t for p, t in descendants(proc.pid).items() if "_Embed" in t}
             actors.update(embedding)
-            if embedding and not killed and generation(remote) >= 1:
-                kill_all(embedding)  # mid-run: after a commit, before the last
-                killed = embedding
+            busy = [p for p, title in embedding.items() if "submit" in title]
+            if busy and not killed:
+                kill_all(busy)  # while it embeds a batch: that batch must be run again
+                killed = busy
+            titles.update(embedding.values())
             time.sleep(0.05)
         report = finished(proc)
     finally:
         kill_all(list(descendants(proc.pid)))
     assert killed, "the run ended before an embedding actor could be killed"
-    assert len(actors) > len(killed), "Ray did not start another actor"
+    assert len(actors) > len(killed), f"Ray did not start another actor: {titles}"
     counts = report["counts"]
     assert counts["added"] == 120 and counts["failed"] == 0  # type: ignore[index]
     assert_same_index(remote, local, ["when will the bridge reopen"])
