@@ -31,7 +31,7 @@ from sift.cli.common import (
     out,
 )
 from sift.cli.render import print_json
-from sift.errors import ModelError, StoreError, WriterBusy
+from sift.errors import ModelError, ReadOnly, StoreError, WriterBusy
 from sift.index.ingest import IngestTally, read_inputs
 from sift.index.records import Article, Failure
 from sift.index.writer import IndexSummary
@@ -203,7 +203,7 @@ def _watch_round(
     except WriterBusy as exc:  # someone else is writing: try again next round
         err.print(f"[yellow]round {number}:[/] {escape(str(exc))}", soft_wrap=True)
         return
-    except (StoreError, ModelError) as exc:
+    except (StoreError, ModelError, ReadOnly) as exc:
         fail(str(exc))
     live.remember(summary)
     if as_json:

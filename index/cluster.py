@@ -117,9 +117,9 @@ def plan(resources: dict[str, float], settings: Settings) -> Plan:
         return Plan(settings.ray_actors or gpus, 1.0, 1.0, settings.torch_threads, None)
     threads = settings.torch_threads or min(cpus, CPUS_PER_ACTOR)
     actors = settings.ray_actors or max(cpus // threads, 1)
-    # An actor reserves one CPU and runs `threads`: the rest stays free for the read and split
-    # tasks, which would otherwise wait for CPUs the actors hold and never run.
-    return Plan(actors, 0.0, 1.0, threads, "cpu")
+    # An actor reserves half a CPU less than the threads it runs: that half is left to the read
+    # and split tasks, which would otherwise wait for CPUs the actors hold and never run.
+    return Plan(actors, 0.0, max(threads - 0.5, 0.5), threads, "cpu")
 
 
 # -- the stages (run on the cluster) ----------------------------------------------------------
@@ -236,7 +236,7 @@ def dataset(
             _Embed,
             batch_size=ARTICLES_PER_BATCH,
             fn_constructor_kwargs={
-                "settings": settings,
+                "settings": settings.model_copy(update={"api_key": None}),  # no secret leaves
                 "model": embedder.name,
                 "overrides": overrides,
             },

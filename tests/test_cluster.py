@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sift.cli.index_cmds import ray_alone_means_local
 from sift.index.check import check_index
+from sift.index.cluster import plan
 from sift.search.engine import Sift
 from sift.settings import Settings
 
 from tests.helpers import SEEDS, SIFT
-
-pytestmark = pytest.mark.slow
 
 WORDS = "harbour ferry storm council budget school river bridge market rail vote court".split()
 
@@ -134,6 +134,7 @@ def generation(index: Path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_ray_index_equals_a_local_one(tmp_path: Path) -> None:
     local, remote = tmp_path / "local", tmp_path / "ray"
     Sift(Settings(index=local)).index_paths([SEEDS])
@@ -161,6 +162,7 @@ def test_ray_without_the_extra_says_how_to_install(tmp_path: Path) -> None:
     assert not (tmp_path / "i").exists()  # nothing was written
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried(tmp_path: Path) -> None:
     folder = corpus(tmp_path / "in", 120)
     local, remote = tmp_path / "local", tmp_path / "ray"
@@ -187,6 +189,7 @@ def test_a_killed_worker_is_retried(tmp_path: Path) -> None:
     assert_same_index(remote, local, ["when will the bridge reopen"])
 
 
+@pytest.mark.slow
 def test_a_killed_driver_keeps_its_commits_and_a_rerun_goes_on(tmp_path: Path) -> None:
     folder = corpus(tmp_path / "in", 120)
     local, remote = tmp_path / "local", tmp_path / "ray"
@@ -211,3 +214,21 @@ def test_a_killed_driver_keeps_its_commits_and_a_rerun_goes_on(tmp_path: Path) -
     assert counts["unchanged"] == committed  # type: ignore[index]
     assert counts["added"] == 120 - committed  # type: ignore[index]
     assert_same_index(remote, local, ["when will the bridge reopen"])
+
+
+def test_ray_alone_means_local() -> None:
+    assert ray_alone_means_local(["index", "a", "--ray"]) == ["index", "a", "--ray=local"]
+    assert ray_alone_means_local(["index", "a", "--ray", "--json"])[2] == "--ray=local"
+    assert ray_alone_means_local(["index", "--ray", "seeds/", "a"])[1] == "--ray=local"
+    for address in ("auto", "local", "ray://head:10001", "10.0.0.5:6379"):
+        assert ray_alone_means_local(["index", "a", "--ray", address])[2:] == ["--ray", address]
+
+
+def test_the_plan_follows_the_cluster() -> None:
+    gpus = plan({"CPU": 16, "GPU": 2}, Settings())
+    assert (gpus.actors, gpus.gpus_per_actor, gpus.device) == (2, 1.0, None)
+    cpus = plan({"CPU": 16}, Settings())
+    assert (cpus.actors, cpus.threads, cpus.cpus_per_actor) == (4, 4, 3.5)
+    here = plan({"CPU": 2}, Settings())
+    assert (here.actors, here.threads) == (1, 2)
+    assert plan({"CPU": 16}, Settings(ray_actors=3)).actors == 3
