@@ -1,7 +1,7 @@
 """Indexing rate on Ray (`sift index --ray local`) next to a local run, on the same corpus, in one
 run: BBC News (2,225 articles), or its first N.
 
-    .venv/bin/python bench/cluster_rate.py [--limit N] [--copies N] [--actors N]
+    .venv/bin/python bench/cluster_rate.py [--limit N] [--copies N] [--actors N] [--rounds 2]
 
 Both rates are end to end, as a user waits for them: the local run from its first article to its
 commit (the model already loaded), the Ray run from starting the cluster (`ray.init`, the actors
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="Only the first N articles.")
     parser.add_argument("--copies", type=int, default=1, help="Index the corpus N times over.")
     parser.add_argument("--actors", type=int, default=None, help="SIFT_RAY_ACTORS")
+    parser.add_argument("--rounds", type=int, default=2, help="Runs of each, alternating.")
     args = parser.parse_args()
     articles = bbc_articles()[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
@@ -45,35 +46,43 @@ def main() -> None:
                     if copy:
                         a = {**a, "id": f"{a['id']}~{copy}", "text": f"{a['text']}\n\nCopy {copy}."}
                     out.write(json.dumps(a) + "\n")
-        local = Sift(Settings(index=Path(tmp) / "local"))
-        local.embedder.encode(["warm up the model before timing"])
-        started = time.perf_counter()
-        local_summary = local.index_paths([corpus])
-        local_seconds = time.perf_counter() - started
-
-        on_ray = Sift(
-            Settings(index=Path(tmp) / "ray", ray_address="local", ray_actors=args.actors)
-        )
-        on_ray.embedder.encode(["warm up the model before timing"])  # the driver's, as above
-        started = time.perf_counter()
-        ray_summary = on_ray.index_paths([corpus])
-        ray_seconds = time.perf_counter() - started
-        assert ray_summary.counts() == local_summary.counts(), (ray_summary, local_summary)
-        assert not ray_summary.failed, ray_summary.failed[:3]
+        # Local and Ray runs alternate (local, ray, ray, local, ...): a machine whose load
+        # drifts during the run weighs on both alike.
+        order = [m for r in range(args.rounds) for m in (("local", "ray"), ("ray", "local"))[r % 2]]
+        seconds = {"local": 0.0, "ray": 0.0}
+        sentences = {"local": 0, "ray": 0}
+        counts = {}
+        for number, mode in enumerate(order):
+            settings = Settings(index=Path(tmp) / f"{mode}-{number}")
+            if mode == "ray":
+                settings = settings.model_copy(
+                    update={"ray_address": "local", "ray_actors": args.actors}
+                )
+            engine = Sift(settings)
+            engine.embedder.encode(["warm up the model before timing"])  # the driver's, loaded
+            started = time.perf_counter()
+            summary = engine.index_paths([corpus])
+            seconds[mode] += time.perf_counter() - started
+            sentences[mode] += summary.sentences
+            assert not summary.failed, summary.failed[:3]
+            counts.setdefault(mode, summary.counts())
+        assert counts["ray"] == counts["local"], counts
         gpus = _gpus()
 
-    local_rate = local_summary.sentences / local_seconds
-    ray_rate = ray_summary.sentences / ray_seconds
+    local_rate = sentences["local"] / seconds["local"]
+    ray_rate = sentences["ray"] / seconds["ray"]
     emit(
         {
             "bench": "cluster_rate",
             "corpus": "bbc_news",
             "articles": len(articles) * args.copies,
             "copies": args.copies,
-            "sentences": ray_summary.sentences,
-            "local_seconds": round(local_seconds, 1),
+            "sentences": counts["ray"]["sentences"],
+            "rounds": args.rounds,
+            "order": order,
+            "local_seconds": round(seconds["local"], 1),
             "local_sentences_per_s": round(local_rate, 1),
-            "ray_seconds": round(ray_seconds, 1),
+            "ray_seconds": round(seconds["ray"], 1),
             "ray_sentences_per_s": round(ray_rate, 1),
             "ratio": round(ray_rate / local_rate, 3),
             "ray_gpus": gpus,
