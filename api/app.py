@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
-from fastapi import FastAPI, Security
+from fastapi import Depends, FastAPI, Security
 from sift.api import docs, errors, logs
 from sift.api.cors import Cors
 from sift.api.limits import BodyLimit
@@ -16,7 +16,7 @@ from sift.api.observe import Observe
 from sift.api.page import page, static, views
 from sift.api.routes import ERROR, meta, ops, reads, writes
 from sift.api.security import require_key
-from sift.errors import IndexNotFound
+from sift.errors import IndexNotFound, ReadOnly
 from sift.search.engine import Sift
 from sift.settings import Settings
 
@@ -29,8 +29,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # torch (embedding POSTed articles) on one thread unless set: the other core keeps
-        # answering searches meanwhile (api/batcher.py).
-        engine = Sift(settings.model_copy(update={"torch_threads": settings.torch_threads or 1}))
+        # answering searches meanwhile (api/batcher.py). A write waits its turn while another
+        # worker process (or `sift index`) writes, rather than failing at once.
+        engine = Sift(
+            settings.model_copy(
+                update={
+                    "torch_threads": settings.torch_threads or 1,
+                    "write_wait": 30.0 if settings.write_wait is None else settings.write_wait,
+                }
+            )
+        )
         try:
             engine.warm_up()
         except IndexNotFound:
@@ -69,6 +77,11 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
         "responses": {401: ERROR},
     }
     write_guard = guard if settings.api_key else {}
+    if settings.read_only:  # before the body is read: a replica refuses every write alike
+        write_guard = {
+            "dependencies": [Depends(_refuse_writes), *write_guard.get("dependencies", [])],
+            "responses": {403: ERROR, **write_guard.get("responses", {})},
+        }
     read_guard = guard if settings.api_key and settings.search_needs_key else {}
     app.include_router(meta)
     app.include_router(reads, **read_guard)
@@ -77,3 +90,10 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(page)
     app.include_router(views, **read_guard)
     app.mount("/static", static, name="static")
+
+
+def _refuse_writes() -> None:
+    raise ReadOnly(
+        "this server is read-only (SIFT_READ_ONLY): send writes to the primary index; "
+        "this copy is refreshed by snapshot"
+    )

@@ -2,7 +2,10 @@
 and writes (POST /articles, DELETE /articles). Prints requests/s, latency percentiles by kind,
 and the error count (which must be 0).
 
-    .venv/bin/python bench/load.py [--clients 64] [--seconds 60] [--write-share 0.1]
+    .venv/bin/python bench/load.py [--clients 64] [--seconds 60] [--write-share 0.1] [--workers 1]
+
+With `--workers 2`, two server processes share the index: writes arriving at both take turns at
+the write lock (SIFT_WRITE_WAIT, 30 s in a server) instead of failing as busy.
 
 The index is a fresh copy of seeds/ plus BBC News when ../shared/eval is there (else seeds/
 alone). Traffic never leaves the loopback interface; the run is bounded in time and count.
@@ -80,6 +83,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--write-share", type=float, default=0.1)
+    parser.add_argument("--workers", type=int, default=1, help="sift serve --workers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
@@ -95,7 +99,8 @@ def main() -> None:
             corpus = "seeds + bbc_news"
         sentences = engine.stats().sentences
         log: list = []  # type: ignore[type-arg]
-        with serve(index, Path(tmp) / "server.log") as server:
+        env = {"SIFT_WORKERS": str(args.workers)}
+        with serve(index, Path(tmp) / "server.log", env) as server:
             deadline = time.monotonic() + args.seconds
             started = time.perf_counter()
 
@@ -114,6 +119,7 @@ def main() -> None:
         "corpus": corpus,
         "sentences": sentences,
         "clients": args.clients,
+        "workers": args.workers,
         "seconds": round(elapsed, 1),
         "requests": len(log),
         "requests_per_s": round(len(log) / elapsed, 1),

@@ -130,3 +130,28 @@ def eval_cmd(
                 f"{entry['queries_per_s']:,.0f}" if half == "all" else "",
             )
     out.print(table)
+
+
+@app.command("snapshot")
+def snapshot_cmd(
+    destination: Annotated[
+        Path,
+        typer.Argument(help="A new folder (or an empty one) for the copy.", show_default=False),
+    ],
+    index: IndexOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a consistent copy of the index while writers keep committing (for replicas)."""
+    from sift.index.snapshot import snapshot
+
+    settings = command_settings(index)
+    with errors_to_exit():
+        report = snapshot(settings.index, destination.expanduser())
+    if as_json:
+        print_json(report.as_dict())
+        return
+    out.print(
+        f"{escape(report.destination)}: generation {report.generation}, "
+        f"{report.articles:,} articles, {report.sentences:,} sentences "
+        f"(vectors {report.vectors}), {report.bytes / 1e6:,.1f} MB in {report.seconds:.1f} s"
+    )

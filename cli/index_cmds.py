@@ -31,7 +31,7 @@ from sift.cli.common import (
     out,
 )
 from sift.cli.render import print_json
-from sift.errors import ModelError, StoreError, WriterBusy
+from sift.errors import ModelError, ReadOnly, StoreError, WriterBusy
 from sift.index.ingest import IngestTally, read_inputs
 from sift.index.records import Article, Failure
 from sift.index.writer import IndexSummary
@@ -66,6 +66,17 @@ def index_cmd(
             show_default=False,
         ),
     ],
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Read, split and embed on a Ray cluster: local (start one here; --ray alone), "
+            "auto (join the running one) or ray://host:port; commits stay here. Needs "
+            "sift-search[cluster] [env SIFT_RAY_ADDRESS].",
+            show_default=False,
+        ),
+    ] = None,
     index: IndexOpt = None,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
@@ -73,12 +84,14 @@ def index_cmd(
     log_format: LogFormatOpt = None,
 ) -> None:
     """Index files and folders (txt, md, html, json, jsonl, csv), web pages, feeds and sitemaps."""
-    settings = command_settings(index, model, log_format=log_format)
+    settings = command_settings(index, model, log_format=log_format, ray_address=ray)
     engine = Sift(settings)
     tally = IngestTally()
     urls = [s for s in sources if _is_url(s)]
     paths = [Path(s) for s in sources if not _is_url(s)]
     live = _live_sources(settings) if urls else None
+    if settings.ray_address and live is not None:
+        fail("--ray indexes files and folders; index URLs and feeds without it")
     show_progress = not (quiet or as_json) and err.is_terminal
     with errors_to_exit(), _progress(show_progress) as (on_article, on_embedded):
         if live is None:
@@ -101,6 +114,18 @@ def index_cmd(
             engine.prepare_queries()
     if summary.failed:
         raise typer.Exit(2 if not (summary.added or summary.updated or summary.unchanged) else 1)
+
+
+def ray_alone_means_local(argv: list[str]) -> list[str]:
+    """`--ray` given without an address (last, or before another option or a PATH) is
+    `--ray local`: typer's options take a value always, so the default is put in here."""
+    from sift.index.cluster import looks_like_address
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--ray" and (i + 1 == len(out) or not looks_like_address(out[i + 1])):
+            out[i] = "--ray=local"
+    return out
 
 
 def _counted(
@@ -178,7 +203,7 @@ def _watch_round(
     except WriterBusy as exc:  # someone else is writing: try again next round
         err.print(f"[yellow]round {number}:[/] {escape(str(exc))}", soft_wrap=True)
         return
-    except (StoreError, ModelError) as exc:
+    except (StoreError, ModelError, ReadOnly) as exc:
         fail(str(exc))
     live.remember(summary)
     if as_json:

@@ -338,6 +338,22 @@ def serve_cmd(
         str | None, typer.Option(help="Address to listen on \\[env SIFT_HOST].")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port \\[env SIFT_PORT].")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes serving the one index; each picks up new commits \\[env SIFT_WORKERS].",
+        ),
+    ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Refuse writes with 403 (a replica serving a snapshot) \\[env SIFT_READ_ONLY].",
+            show_default=False,
+        ),
+    ] = False,
     index: IndexOpt = None,
     model: ModelOpt = None,
     log_format: LogFormatOpt = None,
@@ -345,10 +361,19 @@ def serve_cmd(
     """Serve the JSON search API (and its docs at /docs) with uvicorn."""
     import uvicorn
 
-    settings = command_settings(index, model, logs=False, log_format=log_format)
-    # The app reads its settings from the environment, as any deployment of it would.
+    settings = command_settings(
+        index,
+        model,
+        logs=False,
+        log_format=log_format,
+        workers=workers,
+        read_only=read_only or None,
+    )
+    # The app reads its settings from the environment, as any deployment of it would (each
+    # worker process builds its own app from them).
     os.environ["SIFT_INDEX"] = str(settings.index)
     os.environ["SIFT_LOG_FORMAT"] = settings.log_format
+    os.environ["SIFT_READ_ONLY"] = "true" if settings.read_only else "false"
     if settings.model:
         os.environ["SIFT_MODEL"] = settings.model
     uvicorn.run(
@@ -356,6 +381,7 @@ def serve_cmd(
         factory=True,
         host=host or settings.host,
         port=port if port is not None else settings.port,
+        workers=settings.workers,
         log_level="info",
     )
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
+    "ClusterUnavailable",
     "ConfigError",
     "EncoderUnavailable",
     "FeedError",
@@ -25,6 +26,7 @@ __all__ = [
     "ModelMismatch",
     "NotFound",
     "QueryHasOnlyExclusions",
+    "ReadOnly",
     "RobotsDisallowed",
     "SiftError",
     "SitemapError",
@@ -145,6 +147,13 @@ class WriterBusy(StoreError):
     http_status = 409
 
 
+class ReadOnly(SiftError):
+    """A write to an index served read-only (a replica: it is refreshed by snapshot)."""
+
+    code = "read_only"
+    http_status = 403
+
+
 # -- the model ----------------------------------------------------------------------------------
 
 
@@ -159,6 +168,16 @@ class EncoderUnavailable(ModelError):
     """No ONNX encoder can serve this model here; the message says why."""
 
     code = "encoder_unavailable"
+
+
+# -- a Ray cluster ------------------------------------------------------------------------------
+
+
+class ClusterUnavailable(SiftError, RuntimeError):
+    """`--ray` without Ray installed, or a cluster that cannot be joined; the message says how."""
+
+    code = "cluster_unavailable"
+    http_status = 503
 
 
 def validation_message(exc: ValidationError, limit: int = 1) -> str:

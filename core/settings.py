@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     commit_seconds: float = Field(
         default=60.0, gt=0, description="... or after this many seconds of work, if sooner."
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="Index on a Ray cluster: local (start one here), auto (join the running "
+        "one) or ray://host:port; unset: index in this process.",
+    )
+    ray_actors: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Embedding actors on the Ray cluster; unset: one a GPU, else one per 4 CPUs.",
+    )
     max_k: int = Field(default=100, ge=1, le=10_000, description="Largest k a search may ask.")
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")
     max_context: int = Field(default=10, ge=0, description="Largest context a search may ask.")
@@ -140,6 +151,20 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1, description="Most articles in one POST.")
     max_article_chars: int = Field(
         default=5_000_000, ge=100, description="Longest article text accepted."
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Processes `sift serve` runs over the one index."
+    )
+    read_only: bool = Field(
+        default=False,
+        description="Refuse every write (a replica serving a snapshot): the API answers 403.",
+    )
+    write_wait: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Seconds a write waits for another writer to finish before failing as busy; "
+        "unset: 0 for commands, 30 in `sift serve` (its workers take turns).",
     )
     log_format: Literal["text", "json"] = Field(
         default="text",

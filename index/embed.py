@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sift.errors import EncoderUnavailable, ModelError
@@ -30,7 +30,7 @@ from sift.index.onnx_encoder import (
     cached_encoder,
     open_encoder,
 )
-from sift.settings import DEFAULT_MODEL, default_cache_dir
+from sift.settings import DEFAULT_MODEL, Settings, default_cache_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -338,6 +338,21 @@ class Embedder:
                 if progress is not None:
                     progress(len(rows))
         return np.ascontiguousarray(unit_rows(out))
+
+
+def embedder_for(settings: Settings, model: str | None, **override: Any) -> Embedder:
+    """The embedder the settings describe, for `model` (a name or path); `override` replaces
+    settings (a Ray actor's device and threads). Every process that embeds for one index builds
+    it here, so they all embed alike."""
+    given: dict[str, Any] = {
+        "device": settings.device,
+        "batch_size": settings.batch_size,
+        "precision": settings.precision,
+        "threads": settings.torch_threads,
+        "backend": settings.backend,
+        "cache_dir": settings.cache_dir,
+    }
+    return Embedder(model, **{**given, **override})
 
 
 def _weights_fingerprint(model: SentenceTransformer) -> str:

@@ -304,3 +304,17 @@ def _csv_articles(text: str, base_id: str, where: str) -> Iterator[Article | Fai
             yield Failure(f"{where} {label}", "article has no text")
         else:
             yield from _records([(label, raw)], base_id, where)
+
+
+def within_limits(items: Iterable[Article | Failure], limit: int) -> Iterator[Article | Failure]:
+    """`items`, with an article longer than `limit` characters turned into a Failure."""
+    for item in items:
+        if isinstance(item, Article) and len(item.text) > limit:
+            where = item.id or (item.title or "article")
+            yield Failure(
+                where,
+                f"article is {len(item.text):,} characters, over the "
+                f"limit of {limit:,} (SIFT_MAX_ARTICLE_CHARS)",
+            )
+        else:
+            yield item

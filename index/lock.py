@@ -12,14 +12,16 @@ from sift.errors import WriterBusy
 from sift.index.manifest import LOCK_FILE
 
 
-def acquire_write_lock(directory: Path) -> FileLock:
-    """The index's write lock, held; WriterBusy at once if another process holds it."""
+def acquire_write_lock(directory: Path, wait: float = 0.0) -> FileLock:
+    """The index's write lock, held; WriterBusy if another process still holds it after `wait`
+    seconds (at once by default)."""
     lock = FileLock(str(directory / LOCK_FILE))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=wait, poll_interval=0.05)
     except Timeout:
+        waited = f" (waited {wait:g} s)" if wait else ""
         raise WriterBusy(
-            f"another sift process is writing to {directory}; wait for it to finish"
+            f"another sift process is writing to {directory}{waited}; wait for it to finish"
         ) from None
     return lock
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from sift.index.records import Article, Failure, Sentence
 from sift.index.split import split_sentences
 
@@ -22,8 +23,12 @@ DEPTH = 64
 
 @dataclass(frozen=True)
 class Prepared:
+    """An article with its sentences (None for a Failure, or where it is still to split) and,
+    when they were embedded elsewhere (index.cluster), their vectors: unit rows, one a sentence."""
+
     item: Article | Failure
-    sentences: list[Sentence] | None  # None for a Failure
+    sentences: list[Sentence] | None
+    vectors: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,12 @@ class _Raised:
 _DONE = object()
 
 
-def read_ahead(items: Iterable[Article | Failure], depth: int = DEPTH) -> Iterator[Prepared]:
-    """`items`, each with its sentences, prepared on a background thread. An error raised while
-    reading is raised here, where the caller iterates; closing the iterator stops the reader."""
+def read_ahead(
+    items: Iterable[Article | Failure | Prepared], depth: int = DEPTH
+) -> Iterator[Prepared]:
+    """`items`, each with its sentences, prepared on a background thread (items already
+    prepared pass as they are). An error raised while reading is raised here, where the caller
+    iterates; closing the iterator stops the reader."""
     ready: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -52,8 +60,10 @@ def read_ahead(items: Iterable[Article | Failure], depth: int = DEPTH) -> Iterat
     def produce() -> None:
         try:
             for item in items:
-                sentences = split_sentences(item.text) if isinstance(item, Article) else None
-                if not put(Prepared(item, sentences)):
+                if not isinstance(item, Prepared):
+                    text = item.text if isinstance(item, Article) else None
+                    item = Prepared(item, split_sentences(text) if text is not None else None)
+                if not put(item):
                     return
             put(_DONE)
         except BaseException as error:  # handed to the consumer, raised there

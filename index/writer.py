@@ -20,7 +20,7 @@ from sift.index.generations import commit_generation, create_index, heal_files, 
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import DATABASE_FILE, Counts, Manifest, ModelInfo, SplitterInfo, now_iso
 from sift.index.optimize import maybe_optimize
-from sift.index.pipeline import read_ahead
+from sift.index.pipeline import Prepared, read_ahead
 from sift.index.recipe import embedding_text, keyword_context, text_hash
 from sift.index.records import Article, Failure, Sentence
 from sift.index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
@@ -73,6 +73,7 @@ class PendingArticle:
     text_hash: str
     sentences: list[Sentence]
     replaced: bool
+    vectors: np.ndarray | None = None  # embedded elsewhere (index.cluster)
 
 
 class IndexWriter:
@@ -85,16 +86,18 @@ class IndexWriter:
         embedder: Embedder,
         commit_every: int = 10_000,
         commit_seconds: float = 60.0,
+        lock_wait: float = 0.0,
     ):
         """`commit_every` sentences or `commit_seconds` of work make a batch: a long run commits
         batch by batch, so a crash loses at most the batch in flight and a rerun goes on from
-        there (committed articles are unchanged and skipped). A smaller run is all or nothing."""
+        there (committed articles are unchanged and skipped). A smaller run is all or nothing.
+        `lock_wait`: seconds to wait for another writer before WriterBusy."""
         self.directory = directory
         self.embedder = embedder
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         directory.mkdir(parents=True, exist_ok=True)
-        self._lock = acquire_write_lock(directory)
+        self._lock = acquire_write_lock(directory, lock_wait)
         try:
             self._open()
         except BaseException:
@@ -154,7 +157,7 @@ class IndexWriter:
 
     def add(
         self,
-        items: Iterable[Article | Failure],
+        items: Iterable[Article | Failure | Prepared],
         on_article: Callable[[str], None] | None = None,
         on_embedded: Callable[[int], None] | None = None,
     ) -> IndexSummary:
@@ -166,7 +169,7 @@ class IndexWriter:
             if isinstance(item, Failure):
                 self.summary.failed.append(item)
             else:
-                self._stage(item.with_default_id(), prepared.sentences)
+                self._stage(item.with_default_id(), prepared.sentences, prepared.vectors)
             staged = sum(len(p.sentences) for p in self._pending.values())
             if staged >= min(EMBED_CHUNK, self.commit_every):
                 self._flush(on_embedded)
@@ -183,8 +186,14 @@ class IndexWriter:
         elapsed = time.perf_counter() - self._batch_started
         return self._batch_sentences >= self.commit_every or elapsed >= self.commit_seconds
 
-    def _stage(self, article: Article, sentences: list[Sentence] | None = None) -> None:
-        """`sentences`: the article's, if already split (index.pipeline)."""
+    def _stage(
+        self,
+        article: Article,
+        sentences: list[Sentence] | None = None,
+        vectors: np.ndarray | None = None,
+    ) -> None:
+        """`sentences`: the article's, if already split (index.pipeline); `vectors`: theirs,
+        if already embedded."""
         assert article.id is not None
         same_text = text_hash(article.text)
         if article.id in self._pending or same_text in self._pending_texts:
@@ -210,12 +219,12 @@ class IndexWriter:
             (self.summary.updated if replaced else self.summary.added).append(article.id)
             return
         if sentences is None:
-            sentences = split_sentences(article.text)
+            sentences, vectors = split_sentences(article.text), None
         if not sentences:
             self.summary.failed.append(Failure(article.id, "article has no sentences"))
             return
         self._pending[article.id] = PendingArticle(
-            article, content_hash, same_text, sentences, replaced
+            article, content_hash, same_text, sentences, replaced, vectors
         )
         self._pending_texts.add(same_text)
 
@@ -226,7 +235,12 @@ class IndexWriter:
         self._pending.clear()
         self._pending_texts.clear()
         texts = [embedding_text(p.article.title, s.text) for p in pending for s in p.sentences]
-        vectors = self.embedder.encode(texts, progress=on_embedded)
+        if all(p.vectors is not None for p in pending):
+            vectors = np.vstack([p.vectors for p in pending if p.vectors is not None])
+            if on_embedded is not None:
+                on_embedded(len(texts))
+        else:
+            vectors = self.embedder.encode(texts, progress=on_embedded)
         ids = np.arange(self._next_id, self._next_id + len(texts), dtype=np.int64)
         self._next_id += len(texts)
         rows, keyword_rows = [], []

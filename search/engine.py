@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sift.errors import InvalidRequest, StoreError
-from sift.index.embed import Embedder
-from sift.index.ingest import IngestTally, article_or_failure, read_inputs
+from sift.errors import InvalidRequest, ReadOnly, StoreError
+from sift.index.embed import Embedder, embedder_for
+from sift.index.ingest import IngestTally, article_or_failure, read_inputs, within_limits
 from sift.index.manifest import FORMAT_VERSION, Manifest
 from sift.index.records import Article, Failure
 from sift.index.store import connect, read_manifest
@@ -69,15 +69,7 @@ class Sift:
                 wanted = self.settings.model
                 # An index remembers its model: with none configured, use that one.
                 model = wanted or (manifest.model.name if manifest else None)
-                embedder = Embedder(
-                    model,
-                    device=self.settings.device,
-                    batch_size=self.settings.batch_size,
-                    precision=self.settings.precision,
-                    threads=self.settings.torch_threads,
-                    backend=self.settings.backend,
-                    cache_dir=self.settings.cache_dir,
-                )
+                embedder = embedder_for(self.settings, model)
                 if manifest is not None:
                     check_model(manifest, embedder, self.directory)
                 self._embedder = embedder
@@ -217,24 +209,33 @@ class Sift:
         on_embedded: Callable[[int], None] | None = None,
         tally: IngestTally | None = None,
     ) -> IndexSummary:
+        if self.settings.ray_address:
+            return self._index_on_ray(list(paths), on_article, on_embedded, tally)
         items = self._within_limits(read_inputs(paths, tally))
         return self._write(lambda w: w.add(items, on_article, on_embedded))
+
+    def _index_on_ray(
+        self,
+        paths: list[Path],
+        on_article: Callable[[str], None] | None,
+        on_embedded: Callable[[int], None] | None,
+        tally: IngestTally | None,
+    ) -> IndexSummary:
+        """Read, split and embed on a Ray cluster; commit here, as a local run does."""
+        from sift.index.cluster import check_address, import_ray, session, stream
+
+        address = check_address(self.settings.ray_address or "")
+        import_ray()  # before the model loads: without Ray, say how to install it
+        embedder = self.embedder
+        with session(address) as ray:
+            items = stream(ray, paths, self.settings, embedder, tally)
+            return self._write(lambda w: w.add(items, on_article, on_embedded))
 
     def index_articles(self, articles: Iterable[Article | Failure]) -> IndexSummary:
         return self._write(lambda w: w.add(self._within_limits(articles)))
 
     def _within_limits(self, items: Iterable[Article | Failure]) -> Iterator[Article | Failure]:
-        limit = self.settings.max_article_chars
-        for item in items:
-            if isinstance(item, Article) and len(item.text) > limit:
-                where = item.id or (item.title or "article")
-                yield Failure(
-                    where,
-                    f"article is {len(item.text):,} characters, over the "
-                    f"limit of {limit:,} (SIFT_MAX_ARTICLE_CHARS)",
-                )
-            else:
-                yield item
+        return within_limits(items, self.settings.max_article_chars)
 
     def add(
         self, articles: Article | Mapping[str, Any] | Iterable[Article | Mapping[str, Any]]
@@ -252,10 +253,19 @@ class Sift:
 
     def _write(self, stage: Callable[[IndexWriter], IndexSummary]) -> IndexSummary:
         settings = self.settings
+        if settings.read_only:
+            raise ReadOnly(
+                f"index {self.directory} is served read-only: write to the primary index "
+                "and take a new snapshot (sift snapshot)"
+            )
         with (
             self._write_lock,
             IndexWriter(
-                self.directory, self.embedder, settings.commit_every, settings.commit_seconds
+                self.directory,
+                self.embedder,
+                settings.commit_every,
+                settings.commit_seconds,
+                settings.write_wait or 0.0,
             ) as writer,
         ):
             stage(writer)

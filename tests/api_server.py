@@ -45,16 +45,20 @@ def copy_index(seeded_dir: Path, into: Path) -> Path:
 
 
 @contextmanager
-def serve(index: Path, **settings: str) -> Iterator[Server]:
-    """Run `sift serve` with `SIFT_<NAME>=value` for each setting, until the block ends."""
+def serve(index: Path, *flags: str, **settings: str) -> Iterator[Server]:
+    """Run `sift serve FLAGS` with `SIFT_<NAME>=value` for each setting, until the block ends.
+    With more than one worker, every request opens a connection of its own, so that requests
+    are spread over the worker processes rather than kept on one."""
     port = free_port()
     log = index.parent / f"server-{port}.log"
     env = {**os.environ, **{f"SIFT_{k.upper()}": v for k, v in settings.items()}}
     command = [SIFT, "serve", "--host", "127.0.0.1", "--port", str(port), "--index", str(index)]
     with open(log, "w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([*command, *flags], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=url, timeout=60)
+    spread = "--workers" in flags or settings.get("workers", "1") != "1"
+    limits = httpx.Limits(max_keepalive_connections=0) if spread else httpx.Limits()
+    client = httpx.Client(base_url=url, timeout=60, limits=limits)
     try:
         deadline = time.monotonic() + 120
         while True:

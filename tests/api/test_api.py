@@ -18,16 +18,15 @@ from tests.api_server import free_port, serve
 from tests.helpers import SIFT
 
 
-@pytest.fixture(scope="module")
-def server_index(tmp_path_factory: pytest.TempPathFactory, seeded_dir: Path) -> Path:
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "two-workers"])
+def api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, seeded_dir: Path
+) -> Iterator[httpx.Client]:
+    """Every test here runs against one process, then against `--workers 2`: two processes over
+    one index, where a write answered by one must be seen by the other."""
     copy = tmp_path_factory.mktemp("served") / "index"
     shutil.copytree(seeded_dir, copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def api(server_index: Path) -> Iterator[httpx.Client]:
-    with serve(server_index) as server:
+    with serve(copy, "--workers", str(request.param)) as server:
         yield server.client
 
 

@@ -1,0 +1,234 @@
+"""`sift index PATH... --ray`: a real local Ray cluster (Ray Data, an actor pool) with the real
+model. Its index must equal a local run's; a killed actor is retried by Ray; a killed driver
+leaves its last commit, and a rerun skips what was committed.
+
+The machine these run on is small and shared: each run is a handful of articles, and the
+cluster is started by the `sift` process under test (`--ray local`), which stops it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sift.cli.index_cmds import ray_alone_means_local
+from sift.index.check import check_index
+from sift.index.cluster import plan
+from sift.search.engine import Sift
+from sift.settings import Settings
+
+from tests.helpers import SEEDS, SIFT
+
+WORDS = "harbour ferry storm council budget school river bridge market rail vote court".split()
+
+
+def corpus(folder: Path, n: int) -> Path:
+    """`n` small articles, one file each, three sentences apiece, no two alike."""
+    folder.mkdir(parents=True)
+    for i in range(n):
+        a, b, c = (WORDS[(i * k) % len(WORDS)] for k in (1, 3, 5))
+        text = (
+            f"Story {i}: the {a} plan was announced on day {i}. Officials said the {b} would "
+            f"reopen within {i % 7 + 2} weeks. Residents of the {c} district welcomed it."
+        )
+        (folder / f"story-{i:03d}.txt").write_text(f"Headline {i} on the {a}\n\n{text}\n")
+    return folder
+
+
+def ray_index(
+    paths: list[Path], index: Path, **env: str
+) -> subprocess.Popen[str]:  # started, not waited for
+    environ = {**os.environ, **{f"SIFT_{k.upper()}": v for k, v in env.items()}}
+    command = [SIFT, "index", *map(str, paths), "--index", str(index), "--json", "--ray", "local"]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+        start_new_session=True,
+    )
+
+
+def finished(proc: subprocess.Popen[str]) -> dict[str, object]:
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out)
+
+
+def rows(index: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]], np.ndarray]:
+    conn = sqlite3.connect(index / "sift.db")
+    try:
+        articles = conn.execute(
+            "SELECT id, title, text, url, source, published, metadata, content_hash FROM articles "
+            "ORDER BY id"
+        ).fetchall()
+        sentences = conn.execute(
+            'SELECT id, article_id, position, start, "end", text FROM sentences ORDER BY id'
+        ).fetchall()
+        blobs = [r[0] for r in conn.execute("SELECT vector FROM sentences ORDER BY id")]
+    finally:
+        conn.close()
+    return articles, sentences, np.vstack([np.frombuffer(b, dtype=np.float32) for b in blobs])
+
+
+def assert_same_index(got: Path, want: Path, queries: list[str]) -> None:
+    """The same articles, sentence ids and offsets, vectors within cosine 0.9999, the same
+    search results; and the index passes `sift check`."""
+    got_articles, got_sentences, got_vectors = rows(got)
+    want_articles, want_sentences, want_vectors = rows(want)
+    assert got_articles == want_articles
+    assert got_sentences == want_sentences
+    cosines = np.sum(got_vectors * want_vectors, axis=1)
+    assert cosines.min() >= 0.9999, cosines.min()
+    ours, theirs = Sift(Settings(index=got)), Sift(Settings(index=want))
+    for q in queries:
+        a, b = ours.search(q, k=5).results, theirs.search(q, k=5).results
+        assert [(h.article_id, h.sentence) for h in a] == [(h.article_id, h.sentence) for h in b]
+    assert check_index(got).ok
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process started under `pid` (the Ray cluster of a `sift --ray local`), with its
+    command line: only those, never anyone else's."""
+    parents: dict[int, int] = {}
+    titles: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            titles[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: dict[int, str] = {}
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = titles.get(child, "")
+                frontier.append(child)
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def generation(index: Path) -> int:
+    try:
+        return int(json.loads((index / "manifest.json").read_text())["generation"])
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+@pytest.mark.slow
+def test_ray_index_equals_a_local_one(tmp_path: Path) -> None:
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    Sift(Settings(index=local)).index_paths([SEEDS])
+    report = finished(ray_index([SEEDS], remote))
+    assert report["counts"] == {  # type: ignore[comparison-overlap]
+        "added": 6,
+        "updated": 0,
+        "unchanged": 0,
+        "removed": 0,
+        "failed": 0,
+        "sentences": 36,
+    }
+    assert_same_index(remote, local, ["casualty estimates", "who signed the defence pact"])
+
+
+def test_ray_without_the_extra_says_how_to_install(tmp_path: Path) -> None:
+    hide_ray = (
+        "import sys; sys.modules['ray'] = None; from sift.cli.main import main; "
+        f"sys.argv = ['sift', 'index', {str(SEEDS)!r}, '--index', {str(tmp_path / 'i')!r}, "
+        "'--ray']; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", hide_ray], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'sift-search[cluster]'" in done.stderr
+    assert not (tmp_path / "i").exists()  # nothing was written
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried(tmp_path: Path) -> None:
+    folder = corpus(tmp_path / "in", 120)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    Sift(Settings(index=local)).index_paths([folder])
+    proc = ray_index([folder], remote, ray_actors="1", commit_every="60")
+    killed, actors, started, titles = [], set(), time.monotonic(), set()
+    try:
+        while proc.poll() is None and time.monotonic() - started < 600:
+            embedding = {p: t for p, t in descendants(proc.pid).items() if "_Embed" in t}
+            actors.update(embedding)
+            busy = [p for p, title in embedding.items() if "submit" in title]
+            if busy and not killed:
+                kill_all(busy)  # while it embeds a batch: that batch must be run again
+                killed = busy
+            titles.update(embedding.values())
+            time.sleep(0.05)
+        report = finished(proc)
+    finally:
+        kill_all(list(descendants(proc.pid)))
+    assert killed, "the run ended before an embedding actor could be killed"
+    assert len(actors) > len(killed), f"Ray did not start another actor: {titles}"
+    counts = report["counts"]
+    assert counts["added"] == 120 and counts["failed"] == 0  # type: ignore[index]
+    assert_same_index(remote, local, ["when will the bridge reopen"])
+
+
+@pytest.mark.slow
+def test_a_killed_driver_keeps_its_commits_and_a_rerun_goes_on(tmp_path: Path) -> None:
+    folder = corpus(tmp_path / "in", 120)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    Sift(Settings(index=local)).index_paths([folder])
+    proc = ray_index([folder], remote, ray_actors="1", commit_every="60")
+    cluster: set[int] = set()
+    try:
+        while proc.poll() is None and generation(remote) < 2:
+            cluster.update(descendants(proc.pid))
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        cluster.update(descendants(proc.pid))
+        os.kill(proc.pid, signal.SIGKILL)  # the driver, and the writer in it
+        proc.wait()
+    finally:
+        kill_all(sorted(cluster))  # the cluster it started: as a dead machine would leave it
+    assert check_index(remote).ok
+    committed = Sift(Settings(index=remote)).stats().articles
+    assert 0 < committed < 120
+    report = finished(ray_index([folder], remote, ray_actors="1"))
+    counts = report["counts"]
+    assert counts["unchanged"] == committed  # type: ignore[index]
+    assert counts["added"] == 120 - committed  # type: ignore[index]
+    assert_same_index(remote, local, ["when will the bridge reopen"])
+
+
+def test_ray_alone_means_local() -> None:
+    assert ray_alone_means_local(["index", "a", "--ray"]) == ["index", "a", "--ray=local"]
+    assert ray_alone_means_local(["index", "a", "--ray", "--json"])[2] == "--ray=local"
+    assert ray_alone_means_local(["index", "--ray", "seeds/", "a"])[1] == "--ray=local"
+    for address in ("auto", "local", "ray://head:10001", "10.0.0.5:6379"):
+        assert ray_alone_means_local(["index", "a", "--ray", address])[2:] == ["--ray", address]
+
+
+def test_the_plan_follows_the_cluster() -> None:
+    gpus = plan({"CPU": 16, "GPU": 2}, Settings())
+    assert (gpus.actors, gpus.gpus_per_actor, gpus.device) == (2, 1.0, None)
+    cpus = plan({"CPU": 16}, Settings())
+    assert (cpus.actors, cpus.threads, cpus.cpus_per_actor) == (4, 4, 3.5)
+    here = plan({"CPU": 2}, Settings())
+    assert (here.actors, here.threads) == (1, 2)
+    assert plan({"CPU": 16}, Settings(ray_actors=3)).actors == 3
