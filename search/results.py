@@ -158,8 +158,8 @@ class Hit(BaseModel):
     )
 
 
-class ArticleHit(BaseModel):
-    """An article ranked for the query (group=article), with its best passages."""
+class RankedArticle(BaseModel):
+    """An article in a ranking, with the fields a reader sees first."""
 
     rank: int
     score: float
@@ -168,6 +168,11 @@ class ArticleHit(BaseModel):
     source: str | None
     url: str | None
     published: str | None
+
+
+class ArticleHit(RankedArticle):
+    """An article ranked for the query (group=article), with its best passages."""
+
     passages: list[Hit]
 
 
@@ -220,16 +225,9 @@ class Tie(BaseModel):
     end: int
 
 
-class SimilarArticle(BaseModel):
+class SimilarArticle(RankedArticle):
     """An article near the given one: BERTScore-style F1 of their sentence vectors."""
 
-    rank: int
-    score: float
-    article_id: str
-    title: str | None
-    source: str | None
-    url: str | None
-    published: str | None
     ties: list[Tie]
 
 
