@@ -46,6 +46,18 @@ def bbc_articles() -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle]
 
 
+def write_corpus(path: Path, articles: list[dict[str, Any]], copies: int = 1) -> Path:
+    """`articles` as JSON lines, `copies` times over; each copy has its own id and text, so
+    none is stored as a duplicate of another."""
+    with path.open("w", encoding="utf-8") as out:
+        for copy in range(copies):
+            for a in articles:
+                if copy:
+                    a = {**a, "id": f"{a['id']}~{copy}", "text": f"{a['text']}\n\nCopy {copy}."}
+                out.write(json.dumps(a) + "\n")
+    return path
+
+
 def emit(result: dict[str, Any]) -> None:
     """One line of JSON on stdout: the figure, and the machine it was measured on."""
     print(json.dumps({**result, "machine": machine()}))

@@ -14,7 +14,6 @@ it, so none is a duplicate that sift would store once).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _common import bbc_articles, emit
+from _common import bbc_articles, emit, write_corpus
 from sift.search.engine import Sift
 from sift.settings import Settings
 
@@ -39,13 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     articles = bbc_articles()[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "bbc.jsonl"
-        with corpus.open("w", encoding="utf-8") as out:
-            for copy in range(args.copies):
-                for a in articles:
-                    if copy:
-                        a = {**a, "id": f"{a['id']}~{copy}", "text": f"{a['text']}\n\nCopy {copy}."}
-                    out.write(json.dumps(a) + "\n")
+        corpus = write_corpus(Path(tmp) / "bbc.jsonl", articles, args.copies)
         # Local and Ray runs alternate (local, ray, ray, local, ...): a machine whose load
         # drifts during the run weighs on both alike.
         order = [m for r in range(args.rounds) for m in (("local", "ray"), ("ray", "local"))[r % 2]]

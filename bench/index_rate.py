@@ -18,7 +18,6 @@ With copies, the raw encode rate is measured on the first copy's sentences.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from _common import bbc_articles, emit
+from _common import bbc_articles, emit, write_corpus
 from sift.index.embed import Embedder
 from sift.index.recipe import embedding_text
 from sift.index.split import split_sentences
@@ -45,13 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     articles = bbc_articles()[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "bbc.jsonl"
-        with corpus.open("w", encoding="utf-8") as out:
-            for copy in range(args.copies):
-                for a in articles:
-                    if copy:
-                        a = {**a, "id": f"{a['id']}~{copy}", "text": f"{a['text']}\n\nCopy {copy}."}
-                    out.write(json.dumps(a) + "\n")
+        corpus = write_corpus(Path(tmp) / "bbc.jsonl", articles, args.copies)
         settings = Settings(
             index=Path(tmp) / "index", precision=args.precision, backend=args.backend
         )
