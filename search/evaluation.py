@@ -71,12 +71,19 @@ def load_squad(
     return articles, questions
 
 
-def _first_correct(response: SearchResponse, question: Question) -> int | None:
-    for hit in response.results[:10]:
-        if hit.article_id == question.article_id and any(
-            hit.start <= s < hit.end for s in question.answer_starts
+def first_correct(response: SearchResponse, question: Question) -> int | None:
+    """The rank of the first correct sentence among the top 10 sentences. A result can hold
+    several hit sentences (touching hits merge into one passage): ReQA ranks sentences, so
+    every hit counts at its own score's place."""
+    sentences = sorted(
+        ((h.score, r.article_id, h.start, h.end) for r in response.results for h in r.hits),
+        key=lambda hit: -hit[0],
+    )
+    for rank, (_, article_id, start, end) in enumerate(sentences[:10], 1):
+        if article_id == question.article_id and any(
+            start <= s < end for s in question.answer_starts
         ):
-            return hit.rank
+            return rank
     return None
 
 
@@ -172,7 +179,7 @@ def run_reqa(
                 for q in batch
             ]
             for question, response in zip(batch, engine.search_batch(requests), strict=True):
-                sentence_ranks.append(_first_correct(response, question))
+                sentence_ranks.append(first_correct(response, question))
                 folded = list(dict.fromkeys(h.article_id for h in response.results))
                 folded_ranks.append(_first_article(folded, question))
         seconds = time.perf_counter() - started

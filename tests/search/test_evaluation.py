@@ -48,3 +48,20 @@ def test_sift_eval_reports_every_mode_on_both_halves(tmp_path: Path) -> None:
     table = CliRunner().invoke(app, [*slice_, "--mode", "keyword"], env={"COLUMNS": "120"})
     assert table.exit_code == 0, table.stderr
     assert "tune" in table.stdout and "report" in table.stdout
+
+
+def test_a_merged_result_counts_each_of_its_hit_sentences() -> None:
+    """Touching hits merge into one result; ReQA ranks sentences, so the answer sentence held
+    second in a merged result counts at its own score's place, not as a miss."""
+    from sift.search.evaluation import Question, first_correct
+    from sift.search.results import Hit, SearchResponse, SentenceHit
+
+    def result(rank: int, article: str, hits: list[tuple[int, int, float]]) -> Hit:
+        spans = [SentenceHit(start=s, end=e, score=score) for s, e, score in hits]
+        return Hit.model_construct(rank=rank, article_id=article, hits=spans)
+
+    merged = result(1, "a", [(0, 10, 0.9), (11, 20, 0.5)])  # the answer is at 12: second hit
+    other = result(2, "b", [(0, 10, 0.7)])
+    response = SearchResponse.model_construct(results=[merged, other])
+    assert first_correct(response, Question("q", "a", (12,))) == 3  # 0.9, 0.7, then 0.5
+    assert first_correct(response, Question("q", "c", (0,))) is None
