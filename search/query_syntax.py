@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sift.errors import QueryHasOnlyExclusions
 
@@ -40,6 +41,7 @@ def fts_phrase(words: tuple[str, ...]) -> str:
     return '"' + " ".join(w.replace('"', '""') for w in words) + '"'
 
 
+@lru_cache(maxsize=4096)  # a request reads its query several times (validation, filters, ranking)
 def parse_query(query: str) -> ParsedQuery:
     text: list[str] = []
     phrases: list[tuple[str, ...]] = []
