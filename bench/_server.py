@@ -35,6 +35,14 @@ class Server:
                 out[key] = int(value.split()[0])
         return out
 
+    def written_bytes(self) -> int:
+        """Bytes the server process has caused to be written to storage (/proc/PID/io)."""
+        for line in Path(f"/proc/{self.pid}/io").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "write_bytes":
+                return int(value)
+        return 0
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -3,6 +3,7 @@ and writes (POST /articles, DELETE /articles). Prints requests/s, latency percen
 and the error count (which must be 0).
 
     .venv/bin/python bench/load.py [--clients 64] [--seconds 60] [--write-share 0.1] [--workers 1]
+    .venv/bin/python bench/load.py --size 1000000     # on a copy of the synthetic 1M index
 
 With `--workers 2`, two server processes share the index: writes arriving at both take turns at
 the write lock (SIFT_WRITE_WAIT, 30 s in a server) instead of failing as busy.
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -32,6 +34,8 @@ from _common import EVAL, bbc_articles, emit
 from _server import ROOT, serve
 from sift.search.engine import Sift
 from sift.settings import Settings
+from synthetic import CACHE
+from synthetic import build as synthetic_index
 
 QUERIES = [
     "casualty estimates",
@@ -84,13 +88,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--write-share", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=1, help="sift serve --workers")
+    parser.add_argument(
+        "--size", type=int, default=None, help="A copy of the synthetic index of N sentences."
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=CACHE if args.size else None) as tmp:
         index = Path(tmp) / "index"
         engine = Sift(Settings(index=index))
-        engine.index_paths([ROOT / "seeds"])
         corpus = "seeds"
-        if EVAL.exists():
+        if args.size:
+            shutil.copytree(synthetic_index(args.size), index)
+            corpus = f"synthetic {args.size:,} (bench/synthetic.py)"
+        else:
+            engine.index_paths([ROOT / "seeds"])
+        if EVAL.exists() and not args.size:
             from sift.index.records import Article
 
             engine.index_articles(
@@ -101,6 +112,7 @@ def main() -> None:
         log: list = []  # type: ignore[type-arg]
         env = {"SIFT_WORKERS": str(args.workers)}
         with serve(index, Path(tmp) / "server.log", env) as server:
+            written = server.written_bytes()
             deadline = time.monotonic() + args.seconds
             started = time.perf_counter()
 
@@ -114,6 +126,8 @@ def main() -> None:
 
             asyncio.run(run())
             elapsed = time.perf_counter() - started
+            written = server.written_bytes() - written
+            memory = server.memory_kb()
     result: dict[str, object] = {
         "bench": "load",
         "corpus": corpus,
@@ -124,6 +138,8 @@ def main() -> None:
         "requests": len(log),
         "requests_per_s": round(len(log) / elapsed, 1),
         "errors": sum(1 for _, _, status in log if status >= 400),
+        "server_written_mb": round(written / 1e6, 1),
+        "server_peak_rss_mb": round(memory["VmHWM"] / 1024, 1),
     }
     for kind in ("search", "write"):
         times = np.array([t for k, t, _ in log if k == kind]) * 1000

@@ -9,9 +9,10 @@ How an index of N sentences is made (`build(N)`):
    a published date spread over 2020-2024, and each sentence's vector is A's real embedding plus
    gaussian noise, renormalised: v' = (v + e) / |v + e|, e ~ N(0, 0.025^2 I); |e| ~ 0.49, so a
    copy has cosine ~0.89 with its original and ~0.80 with another copy of it.
-3. Rows go into the real schema (index.store.SCHEMA) in one transaction: articles (the
-   articles_fts triggers fill the article keyword index), sentences with their vectors, and
-   sentences_fts with each sentence's keyword context as the writer makes it; then the vector
+3. Rows go into the real schema (index.store.SCHEMA) in one transaction: articles, and
+   sentences with their vectors (float16, as a writer stores them); the keyword index
+   (tantivy) is built from those rows as any writer rebuilds it
+   (index.keyword_index.KeywordWriter); then the vector
    index the size calls for (index.vectors.plan, the default exact threshold) is built and
    saved as generation 1 with its manifest, exactly as `sift optimize` would.
 
@@ -34,11 +35,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import need_eval
-from sift.index.manifest import MANIFEST_FILE, Counts, manifest_json, write_json_atomically
-from sift.index.recipe import keyword_context
+from sift.index.keyword_index import KeywordWriter
+from sift.index.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    Counts,
+    manifest_json,
+    write_json_atomically,
+)
 from sift.index.store import SCHEMA, connect, read_manifest, save_vectors
 from sift.index.vectors import build as build_vectors
-from sift.index.vectors import plan
+from sift.index.vectors import decode_vectors, encode_vector, plan
 
 CACHE = Path(os.environ.get("SIFT_BENCH_CACHE", "/tmp/sift-bench"))
 NOISE = 0.025
@@ -108,26 +115,18 @@ def build(size: int) -> Path:
                 "VALUES (?, ?, ?, ?, 'bbc', ?, ?, ?, ?, datetime('now'), datetime('now'))",
                 (new_id, title, text, url, published, metadata, digest, digest),
             )
-            vectors = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32)
-            vectors = vectors.reshape(len(rows), -1) + rng.normal(
-                0, NOISE, (len(rows), manifest.model.dimension)
-            ).astype(np.float32)
+            vectors = decode_vectors([r[4] for r in rows], manifest.model.dimension)
+            vectors = vectors + rng.normal(0, NOISE, (len(rows), manifest.model.dimension)).astype(
+                np.float32
+            )
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             ids = range(sid, sid + len(rows))
             conn.executemany(
                 'INSERT INTO sentences (id, article_id, position, start, "end", text, vector) '
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (i, new_id, *r[:4], v.tobytes())
+                    (i, new_id, *r[:4], encode_vector(v))
                     for i, r, v in zip(ids, rows, vectors, strict=True)
-                ],
-            )
-            texts = [_Text(r[3]) for r in rows]
-            conn.executemany(
-                "INSERT INTO sentences_fts (rowid, text, context) VALUES (?, ?, ?)",
-                [
-                    (i, r[3], keyword_context(title, texts, r[0]))  # type: ignore[arg-type]
-                    for i, r in zip(ids, rows, strict=True)
                 ],
             )
             sid += len(rows)
@@ -139,17 +138,22 @@ def build(size: int) -> Path:
         update={
             "counts": Counts(articles=n_articles, sentences=size),
             "generation": 1,
-            "vectors": info.model_copy(update={"file": "vectors.1.faiss"}),
+            "format_version": FORMAT_VERSION,
+            "vectors": info.model_copy(update={"file": "vectors.1.faiss", "covers": size}),
         }
     )
     conn.execute(
         "INSERT OR REPLACE INTO meta (key, value) VALUES ('manifest', ?), ('next_sentence_id', ?)",
         (manifest.model_dump_json(), str(size + 1)),
     )
+    conn.execute("DELETE FROM keyword_changes")  # the keyword index is built from every row
     conn.execute("COMMIT")
+    keyword = KeywordWriter(tmp, threads=2)
+    keyword.sync(conn, 1, replay=True)
+    keyword.close()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    save_vectors(tmp, vectors, 1)
+    save_vectors(tmp, vectors, "vectors.1.faiss")
     write_json_atomically(tmp / MANIFEST_FILE, manifest_json(manifest))
     tmp.rename(directory)
     print(
@@ -157,13 +161,6 @@ def build(size: int) -> Path:
         file=sys.stderr,
     )
     return directory
-
-
-class _Text:
-    """What keyword_context reads of a sentence: its text."""
-
-    def __init__(self, text: str):
-        self.text = text
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def clip(text: str, width: int) -> str:
 
 def print_stats(stats: IndexStats, sources: list[dict[str, Any]] | None, out: Console) -> None:
     """What is in the index, how big it is on disk, which model made it and when it changed."""
-    database, vectors = _sizes(Path(stats.index))
+    database, vectors, keyword = _sizes(Path(stats.index))
     lines = [
         ("index", stats.index),
         ("articles", f"{stats.articles:,}"),
@@ -242,7 +242,7 @@ def print_stats(stats: IndexStats, sources: list[dict[str, Any]] | None, out: Co
         (
             "size",
             f"{human_bytes(stats.bytes_on_disk)} on disk (database {human_bytes(database)}, "
-            f"vectors {human_bytes(vectors)})",
+            f"vectors base {human_bytes(vectors)}, keyword index {human_bytes(keyword)})",
         ),
         ("model", f"{stats.model}, {stats.dimension} dimensions"),
         ("weights", stats.model_fingerprint[:16]),
@@ -278,10 +278,11 @@ def _encoder_line(stats: IndexStats) -> str:
     return f"{what}, sift {e.sift_version}, on a CPU {e.cpu}: {e.reason}"
 
 
-def _sizes(directory: Path) -> tuple[int, int]:
+def _sizes(directory: Path) -> tuple[int, int, int]:
     database = sum(f.stat().st_size for f in directory.glob("sift.db*") if f.is_file())
     vectors = sum(f.stat().st_size for f in directory.glob("vectors.*.faiss") if f.is_file())
-    return database, vectors
+    keyword = sum(f.stat().st_size for f in (directory / "keyword").rglob("*") if f.is_file())
+    return database, vectors, keyword
 
 
 def human_bytes(size: float) -> str:

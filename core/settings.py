@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     commit_seconds: float = Field(
         default=60.0, gt=0, description="... or after this many seconds of work, if sooner."
     )
+    merge_min: int = Field(
+        default=20_000,
+        ge=1,
+        description="Sentences added or removed since the vectors base above which a commit "
+        "merges them into a new base (once they also pass 10 % of the index).",
+    )
     ray_address: str | None = Field(
         default=None,
         description="Index on a Ray cluster: local (start one here), auto (join the running "
@@ -123,9 +129,6 @@ class Settings(BaseSettings):
     weight_keyword: float = Field(default=1.0, ge=0, description="Fusion weight of BM25 ranks.")
     weight_article: float = Field(
         default=0.5, ge=0, description="Fusion weight of the article's own BM25 rank."
-    )
-    keyword_context_weight: float = Field(
-        default=0.4, ge=0, description="BM25 weight of a sentence's title and neighbours."
     )
     candidates: int = Field(
         default=200, ge=10, le=100_000, description="Candidates each ranking feeds the fusion."

@@ -13,13 +13,13 @@ import faiss
 import numpy as np
 from sift.errors import StoreError
 from sift.index.embed import Embedder
+from sift.index.keyword_index import KeywordIndex, keyword_generation
 from sift.index.lock import writer_busy
 from sift.index.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     Manifest,
     manifest_json,
-    vectors_file,
     write_json_atomically,
 )
 from sift.index.store import (
@@ -30,6 +30,7 @@ from sift.index.store import (
     connect,
     read_manifest,
 )
+from sift.index.upkeep import bring_up_to_date
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,13 @@ def _check(
     if manifest.format_version > FORMAT_VERSION:
         say("format", f"format version {manifest.format_version} is newer than this sift", False)
         return
+    if manifest.format_version < FORMAT_VERSION:
+        say(
+            "old_format",
+            f"format version {manifest.format_version}: --repair (or any write, or sift "
+            f"optimize) upgrades it to {FORMAT_VERSION} in place",
+        )
+        return
     _check_manifest_file(directory, manifest, say, report)
     articles, sentences = conn.execute(
         "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM sentences)"
@@ -119,8 +127,8 @@ def _check(
             f"sentences; the database holds {articles} and {sentences}",
         )
     ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM sentences")), dtype=np.int64)
-    _check_vectors(directory, manifest, ids, say)
-    _check_keyword_index(conn, ids, say)
+    _check_vectors(directory, conn, manifest, ids, say)
+    _check_keyword_index(directory, conn, manifest, ids, say, report.repaired.append)
     _check_rows(conn, manifest.model.dimension, say)
     if embedder is not None and embedder.fingerprint != manifest.model.fingerprint:
         say(
@@ -165,29 +173,38 @@ def _lags_one_commit(path: Path, manifest: Manifest) -> bool:
 
 
 def _check_vectors(
-    directory: Path, manifest: Manifest, ids: np.ndarray, say: Callable[..., None]
+    directory: Path,
+    conn: sqlite3.Connection,
+    manifest: Manifest,
+    ids: np.ndarray,
+    say: Callable[..., None],
 ) -> None:
-    path = directory / vectors_file(manifest.generation)
+    """The base file holds every sentence up to `covers` but those removed since (tombstones);
+    the sentences after it are read from their rows."""
+    name = manifest.vectors.file
+    if name is None:
+        return  # no base yet: every vector is read from the rows
+    path = directory / name
     if not path.exists():
-        say(
-            "vectors_file",
-            f"{path.name} (the vectors of generation {manifest.generation}) is missing",
-        )
+        say("vectors_file", f"{name} (the vectors base of this generation) is missing")
         return
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
-        say("vectors_file", f"{path.name} cannot be read: {str(exc).splitlines()[0]}")
+        say("vectors_file", f"{name} cannot be read: {str(exc).splitlines()[0]}")
         return
     if index.d != manifest.model.dimension:
-        say(
-            "vectors_dimension",
-            f"{path.name} has dimension {index.d}, not {manifest.model.dimension}",
-        )
+        say("vectors_dimension", f"{name} has dimension {index.d}, not {manifest.model.dimension}")
+    covers = manifest.vectors.covers or 0
+    removed = np.fromiter(
+        (r[0] for r in conn.execute("SELECT id FROM vector_tombstones")), dtype=np.int64
+    )
     held = vector_ids(index)
-    missing = np.setdiff1d(ids, held)
-    extra = np.setdiff1d(held, ids)
-    if len(missing) or len(extra) or len(held) != len(ids):
+    live = np.setdiff1d(held, removed)
+    expected = ids[ids <= covers]
+    missing = np.setdiff1d(expected, live)
+    extra = np.setdiff1d(live, expected)
+    if len(missing) or len(extra) or len(held) != len(np.unique(held)):
         say(
             "vector_ids",
             f"{len(missing)} sentences have no vector (e.g. {missing[:3].tolist()}), "
@@ -197,25 +214,46 @@ def _check_vectors(
 
 
 def _check_keyword_index(
-    conn: sqlite3.Connection, ids: np.ndarray, say: Callable[..., None]
+    directory: Path,
+    conn: sqlite3.Connection,
+    manifest: Manifest,
+    ids: np.ndarray,
+    say: Callable[..., None],
+    say_repaired: Callable[[str], None],
 ) -> None:
-    fts = np.fromiter((r[0] for r in conn.execute("SELECT rowid FROM sentences_fts")), np.int64)
-    missing, extra = np.setdiff1d(ids, fts), np.setdiff1d(fts, ids)
-    if len(missing) or len(extra):
+    generation = keyword_generation(directory)
+    # A crash between a commit and the keyword index's: the commit stands, and the keyword index
+    # is derived from it. Catch it up, as the next writer or reader would.
+    lags = generation is not None and generation < manifest.generation
+    if lags and not writer_busy(directory) and bring_up_to_date(directory, manifest, generation):
+        generation = keyword_generation(directory)
+        if generation == manifest.generation:
+            say_repaired(f"keyword index caught up with commit {generation}")
+    if generation != manifest.generation:
+        held = "no state" if generation is None else f"generation {generation}"
         say(
-            "keyword_ids",
-            f"{len(missing)} sentences are not in the keyword index, "
-            f"{len(extra)} keyword entries have no sentence",
+            "keyword_generation",
+            f"the keyword index reflects {held}, the database generation {manifest.generation}",
         )
-    for table in ("sentences_fts", "articles_fts"):
-        try:
-            conn.execute(f"INSERT INTO {table} ({table}) VALUES ('integrity-check')")
-        except sqlite3.DatabaseError as exc:
-            say("keyword_index", f"{table} fails its integrity check: {exc}")
+    try:
+        keyword = KeywordIndex(directory)
+        sentences, articles = keyword.held()
+    except (StoreError, ValueError, OSError) as exc:
+        say("keyword_index", f"the keyword index cannot be read: {str(exc).splitlines()[0]}")
+        return
+    nums = np.fromiter((r[0] for r in conn.execute("SELECT num FROM articles")), np.int64)
+    for what, stored, held_keys in (("sentences", ids, sentences), ("articles", nums, articles)):
+        missing, extra = np.setdiff1d(stored, held_keys), np.setdiff1d(held_keys, stored)
+        if len(missing) or len(extra):
+            say(
+                "keyword_ids",
+                f"{len(missing)} {what} are not in the keyword index, "
+                f"{len(extra)} keyword entries have no row (e.g. {extra[:3].tolist()})",
+            )
 
 
 def _check_rows(conn: sqlite3.Connection, dimension: int, say: Callable[..., None]) -> None:
-    bad_vectors = conn.execute(BAD_VECTOR_SQL, (dimension * 4,)).fetchall()
+    bad_vectors = conn.execute(BAD_VECTOR_SQL, (dimension * 2,)).fetchall()
     if bad_vectors:
         say("vector_rows", f"{len(bad_vectors)} articles hold a vector of the wrong size")
     orphans = conn.execute(
@@ -265,7 +303,7 @@ def repair_index(directory: Path, embedder: Embedder) -> CheckReport:
             repaired.append(f"re-split and re-embedded {len(ids)} articles from their text")
         if "orphans" in codes:
             repaired.append(f"removed {writer.drop_orphans()} sentences of no article")
-        if codes & {"keyword_ids", "keyword_index"}:
+        if codes & {"keyword_ids", "keyword_index", "keyword_generation"}:
             writer.rebuild_keyword_index()
             repaired.append("rebuilt the keyword indexes")
         if codes & {"vectors_file", "vector_ids", "vectors_dimension"}:

@@ -9,7 +9,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-FORMAT_VERSION = 1
+#: 1: keyword index in SQLite FTS5, float32 vectors rewritten whole by every commit;
+#: 2: keyword index in tantivy (index/keyword_index.py), float16 vectors, a vectors base and
+#: the changes since it (index/live_vectors.py).
+FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 DATABASE_FILE = "sift.db"
 LOCK_FILE = "write.lock"
@@ -52,7 +55,14 @@ class VectorsInfo(BaseModel):
 
     type: str = Field(default="flat", description="flat (exact) or ivf (approximate).")
     metric: str = "inner_product"
-    file: str | None = Field(default=None, description="The FAISS file of this generation.")
+    file: str | None = Field(
+        default=None, description="The base FAISS file (written by the last merge), if any."
+    )
+    covers: int | None = Field(
+        default=None,
+        description="The largest sentence id the base file holds; sentences after it, and "
+        "removals since (tombstones), are applied from the rows.",
+    )
     factory: str | None = Field(default=None, description="FAISS index_factory string.")
     nlist: int | None = Field(default=None, description="IVF: inverted lists.")
     nprobe: int | None = Field(default=None, description="IVF: lists searched per query.")
@@ -78,8 +88,9 @@ class TextInfo(BaseModel):
 
     embedded: str = Field(default="title: sentence", description="Text given to the model.")
     keyword: str = Field(
-        default="sentence; context = title + neighbouring sentences",
-        description="Columns of the sentence keyword index (FTS5, porter stemming).",
+        default="BM25 of the sentence (weight 1) and its context = title + neighbouring "
+        "sentences (weight 0.4), in one field",
+        description="What the sentence keyword index scores (tantivy, English stemming).",
     )
 
 

@@ -1,8 +1,10 @@
-"""Rebuilding the vector index for the index's size: by `sift optimize`, or after a commit when
-the size crossed the exact threshold or grew well past what the IVF was trained on.
+"""Writing a new vectors base: a merge of the changes since the last one, or a rebuild for the
+index's size. By `sift optimize`, or after a commit when the changes pass a share of the base
+(`index.live_vectors`), the size crossed the exact threshold, or grew well past what the IVF
+was trained on.
 
-A rebuild changes no row: it writes the new index as a new generation, committed as every
-writer commits (`index.generations`), so readers switch to it as to any commit.
+A merge changes no row: it writes the new base as a new generation, committed as every writer
+commits (`index.generations`), so readers switch to it as to any commit.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 from sift.errors import StoreError
 from sift.index.generations import commit_generation, next_generation
+from sift.index.keyword_index import KeywordWriter, advance_keyword
+from sift.index.live_vectors import MERGE_MIN, merge_due, merged, pending_changes
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import (
     Manifest,
     VectorsInfo,
 )
-from sift.index.store import connect, load_vectors, read_manifest
+from sift.index.store import connect, read_manifest
+from sift.index.upkeep import catch_up_keyword, upgrade_format
 from sift.index.vectors import EXACT_MAX, build, plan, why_rebuild
 
 log = logging.getLogger("sift.index")
@@ -50,29 +54,38 @@ class OptimizeReport:
 
 
 def maybe_optimize(
-    directory: Path, conn: sqlite3.Connection, manifest: Manifest, vectors: faiss.Index
-) -> tuple[Manifest, faiss.Index]:
-    """After a commit, by the writer holding the lock: the manifest and vectors to go on with,
-    rebuilt when `why_rebuild` says so. A rebuild that fails leaves the commit as it was."""
+    directory: Path, conn: sqlite3.Connection, manifest: Manifest, merge_min: int = MERGE_MIN
+) -> Manifest:
+    """After a commit, by the writer holding the lock: the manifest to go on with, after a new
+    vectors base when `why_rebuild` calls for another kind of index, or the changes since the
+    base call for a merge (`live_vectors.merge_due`). One that fails leaves the commit as it
+    was (the changes stay applied from the rows)."""
     threshold = manifest.vectors.threshold or EXACT_MAX
-    reason = why_rebuild(vectors, manifest.vectors, threshold)
-    if reason is None:
-        return manifest, vectors
+    reason = why_rebuild(manifest.counts.sentences, manifest.vectors, threshold)
+    if reason is None and not merge_due(conn, manifest, merge_min):
+        return manifest
     started = time.perf_counter()
     try:
-        info = plan(vectors.ntotal, manifest.model.dimension, threshold)
-        rebuilt = build(conn, manifest.model.dimension, info)
-        manifest = _commit_generation(directory, conn, manifest, info, rebuilt)
-    except (RuntimeError, sqlite3.Error, MemoryError) as exc:  # faiss raises RuntimeError
-        log.warning("vector index not rebuilt (%s): %s; run sift optimize", reason, exc)
-        return manifest, vectors
-    log.info("vector index rebuilt as %s in %.1f s: %s", info.factory, _since(started), reason)
-    return manifest, rebuilt
+        info = manifest.vectors
+        if reason is not None:
+            info = plan(manifest.counts.sentences, manifest.model.dimension, threshold)
+        manifest = _commit_base(directory, conn, manifest, info, rebuild=reason is not None)
+    except (RuntimeError, sqlite3.Error, MemoryError, OSError) as exc:  # faiss: RuntimeError
+        log.warning("vectors not merged (%s): %s; run sift optimize", reason or "merge", exc)
+        return manifest
+    log.info(
+        "vectors base written as %s in %.1f s: %s",
+        manifest.vectors.factory,
+        _since(started),
+        reason or "merged the changes since the last base",
+    )
+    return manifest
 
 
 def optimize(directory: Path, threshold: int | None = None, force: bool = False) -> OptimizeReport:
-    """Rebuild the vector index for the current size (exact or IVF, retrained) when it no
-    longer suits it, or always with `force`. Takes the write lock for the time it runs."""
+    """Merge the changes into a new vectors base, rebuilt for the current size (exact or IVF,
+    retrained) when it no longer suits it, or always with `force`; also upgrades an older
+    format and brings the keyword index up to date. Takes the write lock for the time it runs."""
     started = time.perf_counter()
     lock = acquire_write_lock(directory)
     try:
@@ -84,44 +97,86 @@ def optimize(directory: Path, threshold: int | None = None, force: bool = False)
         manifest = read_manifest(conn)
         if manifest is None:
             raise StoreError(f"index at {directory} has no manifest: it was never committed")
-        vectors = load_vectors(directory, manifest, conn)
+        manifest = upgrade_format(directory, conn, manifest)
+        n = manifest.counts.sentences
         recorded = manifest.vectors.threshold or EXACT_MAX
         threshold = threshold or recorded
-        reason = why_rebuild(vectors, manifest.vectors, threshold)
+        reason = why_rebuild(n, manifest.vectors, threshold)
         if reason is None and force:
             reason = "asked to rebuild"
         after, rebuilt = manifest.vectors, reason is not None
+        pending = pending_changes(conn, manifest.vectors.covers or 0)
         if rebuilt:
-            after = plan(vectors.ntotal, manifest.model.dimension, threshold)
-            vectors = build(conn, manifest.model.dimension, after)
+            after = plan(n, manifest.model.dimension, threshold)
         elif threshold != manifest.vectors.threshold:  # the same index, under a new threshold
             reason = f"recorded the exact threshold {threshold:,}"
             after = manifest.vectors.model_copy(update={"threshold": threshold})
+        elif pending or manifest.vectors.file is None:
+            reason = f"merged {pending:,} changes into a new base"
         if reason is not None:
-            after = _commit_generation(directory, conn, manifest, after, vectors).vectors
+            after = _commit_base(directory, conn, manifest, after, rebuild=rebuilt).vectors
+        keyword = KeywordWriter(directory)
+        try:
+            catch_up_keyword(keyword, conn, read_manifest(conn).generation)  # type: ignore[union-attr]
+        finally:
+            keyword.close()
+        vacuumed = _vacuum_if_loose(conn)
+        if vacuumed and reason is None:
+            reason = f"reclaimed {vacuumed / 1e6:,.1f} MB of free pages"
         seconds = round(_since(started), 3)
-        return OptimizeReport(vectors.ntotal, manifest.vectors, after, reason, rebuilt, seconds)
+        return OptimizeReport(n, manifest.vectors, after, reason, rebuilt, seconds)
     finally:
         conn.close()
         lock.release()
 
 
-def _commit_generation(
+#: `sift optimize` gives the free pages of the database back (VACUUM) above this share.
+LOOSE_SHARE = 0.2
+
+
+def _vacuum_if_loose(conn: sqlite3.Connection) -> int:
+    """VACUUM when free pages pass LOOSE_SHARE of the file (after an upgrade, or many
+    removals): the bytes given back."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if not pages or free < LOOSE_SHARE * pages:
+        return 0
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return int(free * size)
+
+
+def _commit_base(
     directory: Path,
     conn: sqlite3.Connection,
     manifest: Manifest,
     info: VectorsInfo,
-    vectors: faiss.Index,
+    rebuild: bool,
 ) -> Manifest:
-    """The rebuilt vectors as the next generation, committed the way a writer commits."""
+    """A new vectors base as the next generation, committed the way a writer commits:
+    the current base with the changes folded in, or (`rebuild`) built anew from the rows."""
     new = next_generation(manifest, vectors=info)
     conn.execute("BEGIN IMMEDIATE")
     try:
-        commit_generation(directory, conn, new, vectors)
+        if rebuild:
+            base = build(conn, manifest.model.dimension, info)
+        else:
+            base = merged(directory, conn, manifest)
+        commit_generation(directory, conn, new, base=base)
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
+    advance_keyword(directory, manifest.generation, new.generation)
     return new
+
+
+def rebuild_base(directory: Path, conn: sqlite3.Connection, manifest: Manifest) -> Manifest:
+    """A vectors base built anew from the rows, for the index's size (`sift check --repair`)."""
+    threshold = manifest.vectors.threshold or EXACT_MAX
+    info = plan(manifest.counts.sentences, manifest.model.dimension, threshold)
+    return _commit_base(directory, conn, manifest, info, rebuild=True)
 
 
 def _since(started: float) -> float:

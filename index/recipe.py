@@ -26,9 +26,14 @@ def embedding_text(title: str | None, sentence: str) -> str:
 def keyword_context(title: str | None, sentences: list[Sentence], position: int) -> str:
     """What a sentence's keyword match also counts, at a lower weight: its article's title and
     its neighbours. Measured on SQuAD: BM25 MRR@10 0.730 on the sentence alone, 0.768 with it."""
-    parts = [title or ""]
-    parts += [sentences[i].text for i in (position - 1, position + 1) if 0 <= i < len(sentences)]
-    return " ".join(p for p in parts if p)
+    before = sentences[position - 1].text if position > 0 else None
+    after = sentences[position + 1].text if position + 1 < len(sentences) else None
+    return context_of(title, before, after)
+
+
+def context_of(title: str | None, before: str | None, after: str | None) -> str:
+    """A sentence's keyword context from its title and the sentences either side of it."""
+    return " ".join(p for p in (title, before, after) if p)
 
 
 def text_hash(text: str) -> str:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-from sift.index.recipe import keyword_context, text_hash
-from sift.index.records import Article, Sentence
+from sift.index.optimize import rebuild_base
+from sift.index.recipe import text_hash
+from sift.index.records import Article
 from sift.index.split import split_sentences
 from sift.index.store import (
     BAD_VECTOR_SQL,
     MISMATCHED_SENTENCES_SQL,
     POSITION_GAPS_SQL,
     UNSPLIT_ARTICLES_SQL,
-    rebuild_vectors,
 )
 from sift.index.writer import IndexWriter, PendingArticle
 
@@ -27,7 +26,7 @@ class RepairingWriter(IndexWriter):
         query = " UNION ".join(
             [MISMATCHED_SENTENCES_SQL, POSITION_GAPS_SQL, UNSPLIT_ARTICLES_SQL, BAD_VECTOR_SQL]
         )
-        rows = self.conn.execute(query, (self.manifest.model.dimension * 4,)).fetchall()
+        rows = self.conn.execute(query, (self.manifest.model.dimension * 2,)).fetchall()
         return [r[0] for r in rows]
 
     def reembed(self, article_ids: list[str]) -> None:
@@ -72,46 +71,28 @@ class RepairingWriter(IndexWriter):
             )
         ]
         for sid in orphans:
-            self.conn.execute("DELETE FROM sentences_fts WHERE rowid = ?", (sid,))
             self.conn.execute("DELETE FROM sentences WHERE id = ?", (sid,))
-        self._remove_ids.append(np.array(orphans, dtype=np.int64))
         self._dirty = True
         return len(orphans)
 
     def rebuild_keyword_index(self) -> None:
-        """Both keyword indexes anew, from the sentence and article rows."""
+        """Both keyword indexes anew from the rows, at the next commit."""
         self._begin()
-        self.conn.execute("DELETE FROM sentences_fts")
-        rows = self.conn.execute(
-            'SELECT s.id, s.article_id, s.position, s.start, s."end", s.text, a.title '
-            "FROM sentences s JOIN articles a ON a.id = s.article_id "
-            "ORDER BY s.article_id, s.position"
-        ).fetchall()
-        by_article: dict[str, list[tuple[int, Sentence, str | None]]] = {}
-        for sid, article_id, position, start, end, text, title in rows:
-            by_article.setdefault(article_id, []).append(
-                (sid, Sentence(position, start, end, text), title)
-            )
-        for group in by_article.values():
-            sentences = [s for _, s, _ in group]
-            self.conn.executemany(
-                "INSERT INTO sentences_fts (rowid, text, context) VALUES (?, ?, ?)",
-                [
-                    (sid, s.text, keyword_context(title, sentences, i))
-                    for i, (sid, s, title) in enumerate(group)
-                ],
-            )
-        self.conn.execute("INSERT INTO articles_fts (articles_fts) VALUES ('rebuild')")
+        self.keyword.needs_rebuild = True
         self._dirty = True
 
     def rebuild_vectors(self) -> None:
+        """A new vectors base built from the rows, after the next commit."""
         self._begin()
-        self.vectors = rebuild_vectors(self.conn, self.manifest.model.dimension)
-        self._vectors_touched = True
+        self._new_base = True
         self._dirty = True
 
     def force_commit(self) -> None:
-        """Commit even when no row changed: rewrites counts, manifest and vectors file."""
+        """Commit even when no row changed: rewrites counts and manifest (and the vectors base
+        when `rebuild_vectors` asked for it)."""
         self._begin()
         self._dirty = True
         self.commit()
+        if getattr(self, "_new_base", False):
+            self.manifest = rebuild_base(self.directory, self.conn, self.manifest)
+            self._new_base = False

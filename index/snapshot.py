@@ -2,9 +2,10 @@
 
 The database is copied with SQLite's online backup API, which reads one committed state (a
 read transaction over the WAL) however many commits land meanwhile. The copy's manifest then
-names its generation; that generation's vectors file was written before its commit
-(`index.generations`), so it is copied as it is, unless the writer has since committed again
-and pruned it: then the vectors are rebuilt from the copied rows, which are the truth.
+names its generation and the vectors base of that generation, which was written before its
+commit (`index.generations`), so it is copied as it is, unless the writer has since merged and
+pruned it: then the base is rebuilt from the copied rows, which are the truth. The keyword
+index is built from the copied rows.
 Nothing is taken from the source's manifest.json or write lock.
 """
 
@@ -19,10 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import faiss
+import numpy as np
 from sift.errors import InvalidRequest, StoreError
 from sift.index.manifest import DATABASE_FILE, MANIFEST_FILE, Manifest, manifest_json
-from sift.index.manifest import vectors_file as vectors_name
-from sift.index.store import connect, read_manifest, rebuild_vectors, save_vectors
+from sift.index.store import connect, read_manifest, save_vectors
+from sift.index.upkeep import bring_up_to_date
+from sift.index.vectors import build
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def snapshot(source: Path, destination: Path) -> SnapshotReport:
             os.fsync(handle.fileno())
         (destination / MANIFEST_FILE).write_text(manifest_json(manifest), encoding="utf-8")
         os.replace(tmp, destination / DATABASE_FILE)  # last: the folder is an index from here on
+        bring_up_to_date(destination, manifest, None)  # its keyword index, from its rows
     except BaseException:  # no half copy is left to look like an index
         shutil.rmtree(destination) if made else [p.unlink() for p in destination.iterdir()]
         raise
@@ -88,16 +92,23 @@ def snapshot(source: Path, destination: Path) -> SnapshotReport:
 def _vectors(
     source: Path, destination: Path, manifest: Manifest, copy: sqlite3.Connection
 ) -> Literal["copied", "rebuilt"]:
-    name = vectors_name(manifest.generation)
+    """The copy's vectors base: the source's file as it is, or, when a later merge has pruned
+    it, built again from the copied rows it covers (the changes since are read from the rows)."""
+    name = manifest.vectors.file
+    if name is None:
+        return "copied"  # no base yet: every vector is read from the rows
     target = destination / name
     try:
         shutil.copyfile(source / name, target)  # written whole and renamed: never half a file
         index = faiss.read_index(str(target))
-        if index.ntotal == manifest.counts.sentences and index.d == manifest.model.dimension:
+        if index.d == manifest.model.dimension:
             return "copied"
     except (FileNotFoundError, RuntimeError):
-        pass  # pruned by a later commit (or unreadable): the rows are the truth
+        pass  # pruned by a later merge (or unreadable): the rows are the truth
     target.unlink(missing_ok=True)
-    vectors = rebuild_vectors(copy, manifest.model.dimension, manifest.vectors)
-    save_vectors(destination, vectors, manifest.generation)
+    base = build(copy, manifest.model.dimension, manifest.vectors, up_to=manifest.vectors.covers)
+    removed = [r[0] for r in copy.execute("SELECT id FROM vector_tombstones")]
+    if removed:
+        base.remove_ids(np.asarray(removed, dtype=np.int64))
+    save_vectors(destination, base, name)
     return "rebuilt"

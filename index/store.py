@@ -1,16 +1,19 @@
-"""The on-disk index: a SQLite database (the truth) and a FAISS file derived from it.
+"""The on-disk index: a SQLite database (the truth) and the indexes derived from it.
 
 Layout of an index directory:
     manifest.json           what the index is (model, dimension, splitter, counts, times)
-    sift.db                 SQLite: meta, articles, sentences (with their vectors as float32 blobs)
-    vectors.<gen>.faiss     FAISS index over inner product, ids are sentence ids: exact or
-                            IVF by size, as manifest.vectors says (index/vectors.py)
+    sift.db                 SQLite: meta, articles, sentences (with their vectors as float16)
+    vectors.<gen>.faiss     the base of the vector index, written by the merge of generation
+                            <gen>: exact or IVF by size (index/vectors.py); sentences added or
+                            removed since are applied from the rows (index/live_vectors.py)
+    keyword/                the keyword index (tantivy), derived from the rows
+                            (index/keyword_index.py)
     write.lock              held by the one process writing
 
-A commit is one SQLite transaction, which bumps the generation. The FAISS file of that generation
-is written just before it (`index.generations`), so a committed generation always has its file;
-should a file be missing or disagree with the rows anyway, whoever opens the index rebuilds the
-vectors from the database, so the vectors always agree with the rows. Nothing is pickled.
+A commit is one SQLite transaction, which bumps the generation and writes only the rows it
+changes; a merge writes a new base file before the commit that names it (`index.generations`),
+so a committed generation always has its file. Should a file be missing or disagree with the
+rows anyway, whoever opens the index rebuilds the vectors from the rows. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from pathlib import Path
 
 import faiss
 from sift.errors import IndexNotFound, StoreError
-from sift.index.manifest import DATABASE_FILE, Manifest, VectorsInfo, vectors_file
-from sift.index.vectors import build, new_flat, single_threaded
+from sift.index.keyword_index import CHANGES_SCHEMA
+from sift.index.manifest import DATABASE_FILE, Manifest
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -56,31 +60,28 @@ CREATE TABLE IF NOT EXISTS sentences (
     start      INTEGER NOT NULL,
     "end"      INTEGER NOT NULL,
     text       TEXT NOT NULL,
-    vector     BLOB NOT NULL,                -- float32, the FAISS file is rebuilt from these
+    vector     BLOB NOT NULL,                -- float16 (format 1: float32): the vectors' truth
     UNIQUE (article_id, position)
 );
--- Keyword index over sentences: the sentence, and its context (title and neighbours) that
--- counts for less. rowid = sentence id. Kept in step by the writer, in the same transaction.
-CREATE VIRTUAL TABLE IF NOT EXISTS sentences_fts USING fts5(
-    text, context, tokenize = 'porter unicode61 remove_diacritics 2'
+-- Sentences removed since the vector index's base was written (index/live_vectors.py).
+CREATE TABLE IF NOT EXISTS vector_tombstones (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id  INTEGER NOT NULL
 );
--- Keyword index over whole articles, for article-level evidence.
-CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(
-    title, text, content = 'articles', content_rowid = 'num',
-    tokenize = 'porter unicode61 remove_diacritics 2'
-);
-CREATE TRIGGER IF NOT EXISTS articles_fts_insert AFTER INSERT ON articles BEGIN
-    INSERT INTO articles_fts (rowid, title, text) VALUES (new.num, new.title, new.text);
+CREATE TRIGGER IF NOT EXISTS vector_sentence_removed AFTER DELETE ON sentences BEGIN
+    INSERT INTO vector_tombstones (id) VALUES (old.id);
 END;
-CREATE TRIGGER IF NOT EXISTS articles_fts_delete AFTER DELETE ON articles BEGIN
-    INSERT INTO articles_fts (articles_fts, rowid, title, text)
-    VALUES ('delete', old.num, old.title, old.text);
-END;
-CREATE TRIGGER IF NOT EXISTS articles_fts_update AFTER UPDATE ON articles BEGIN
-    INSERT INTO articles_fts (articles_fts, rowid, title, text)
-    VALUES ('delete', old.num, old.title, old.text);
-    INSERT INTO articles_fts (rowid, title, text) VALUES (new.num, new.title, new.text);
-END;
+"""
+    + CHANGES_SCHEMA
+)
+
+#: What format 1 (before the keyword index moved to tantivy) had and format 2 drops.
+FORMAT_1_KEYWORD = """
+DROP TRIGGER IF EXISTS articles_fts_insert;
+DROP TRIGGER IF EXISTS articles_fts_delete;
+DROP TRIGGER IF EXISTS articles_fts_update;
+DROP TABLE IF EXISTS sentences_fts;
+DROP TABLE IF EXISTS articles_fts;
 """
 
 
@@ -109,49 +110,20 @@ def read_manifest(conn: sqlite3.Connection) -> Manifest | None:
     return Manifest.model_validate_json(row[0]) if row else None
 
 
-def new_vector_index(dimension: int) -> faiss.Index:
-    return new_flat(dimension)
-
-
-def load_vectors(directory: Path, manifest: Manifest, conn: sqlite3.Connection) -> faiss.Index:
-    """The FAISS index of the manifest's generation; rebuilt from the database, as the manifest
-    describes it, when its file is missing or disagrees with the rows (a crash between commit
-    and file write)."""
-    single_threaded()  # the writer adds to these vectors in this thread
-    path = directory / vectors_file(manifest.generation)
-    if path.exists():
-        index = faiss.read_index(str(path))
-        if index.ntotal == manifest.counts.sentences and index.d == manifest.model.dimension:
-            return index
-    return rebuild_vectors(conn, manifest.model.dimension, manifest.vectors)
-
-
-def rebuild_vectors(
-    conn: sqlite3.Connection, dimension: int, info: VectorsInfo | None = None
-) -> faiss.Index:
-    """The vectors of every stored sentence, in an index of the kind `info` says (exact when
-    not given)."""
-    return build(conn, dimension, info or VectorsInfo())
-
-
-def save_vectors(directory: Path, index: faiss.Index, generation: int, prune: bool = True) -> str:
-    """Write the FAISS file of `generation` atomically; with `prune`, drop every other one."""
-    name = vectors_file(generation)
+def save_vectors(directory: Path, index: faiss.Index, name: str) -> None:
+    """Write a vectors file atomically and durably (before the commit that names it)."""
     tmp = directory / f".{name}.{os.getpid()}.tmp"
     faiss.write_index(index, str(tmp))
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, directory / name)
-    if prune:
-        prune_vectors(directory, generation)
-    return name
 
 
-def prune_vectors(directory: Path, keep: int) -> None:
-    """Drop the vectors files of every generation but `keep` (older ones, or a newer one that a
-    writer wrote before a commit that never happened)."""
+def prune_vectors(directory: Path, keep: str | None) -> None:
+    """Drop every vectors file but `keep` (older bases, or one a writer wrote before a commit
+    that never happened)."""
     for old in directory.glob("vectors.*.faiss"):
-        if old.name != vectors_file(keep):
+        if old.name != keep:
             old.unlink(missing_ok=True)
 
 
@@ -170,7 +142,7 @@ UNSPLIT_ARTICLES_SQL = (
     "SELECT a.id FROM articles a WHERE a.duplicate_of IS NULL AND NOT EXISTS "
     "(SELECT 1 FROM sentences s WHERE s.article_id = a.id)"
 )
-#: Articles with a sentence whose vector blob is not `dimension` float32s (one parameter).
+#: Articles with a sentence whose vector blob is not `dimension` float16s (one parameter).
 BAD_VECTOR_SQL = "SELECT DISTINCT article_id FROM sentences WHERE length(vector) != ?"
 
 

@@ -12,19 +12,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faiss
 import numpy as np
 from sift.errors import ModelMismatch, StoreError
 from sift.index.embed import Embedder
 from sift.index.generations import commit_generation, create_index, heal_files, next_generation
+from sift.index.keyword_index import KeywordWriter, forget_applied
+from sift.index.live_vectors import MERGE_MIN
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import DATABASE_FILE, Counts, Manifest, ModelInfo, SplitterInfo, now_iso
 from sift.index.optimize import maybe_optimize
 from sift.index.pipeline import Prepared, read_ahead
-from sift.index.recipe import embedding_text, keyword_context, text_hash
+from sift.index.recipe import embedding_text, text_hash
 from sift.index.records import Article, Failure, Sentence
 from sift.index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
-from sift.index.store import SCHEMA, connect, load_vectors, read_manifest
+from sift.index.store import SCHEMA, connect, read_manifest
+from sift.index.upkeep import catch_up_keyword, upgrade_format
+from sift.index.vectors import EXACT_MAX, build, encode_vector, plan
 
 #: Sentences embedded per model call batch group; bounds memory on a large run.
 EMBED_CHUNK = 4096
@@ -87,15 +90,18 @@ class IndexWriter:
         commit_every: int = 10_000,
         commit_seconds: float = 60.0,
         lock_wait: float = 0.0,
+        merge_min: int = MERGE_MIN,
     ):
         """`commit_every` sentences or `commit_seconds` of work make a batch: a long run commits
         batch by batch, so a crash loses at most the batch in flight and a rerun goes on from
         there (committed articles are unchanged and skipped). A smaller run is all or nothing.
-        `lock_wait`: seconds to wait for another writer before WriterBusy."""
+        `lock_wait`: seconds to wait for another writer before WriterBusy. `merge_min`: changes
+        since the vectors base that call for a merge (`index.live_vectors`)."""
         self.directory = directory
         self.embedder = embedder
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
+        self.merge_min = merge_min
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = acquire_write_lock(directory, lock_wait)
         try:
@@ -113,19 +119,17 @@ class IndexWriter:
         if manifest is None:
             raise StoreError(f"{self.directory / DATABASE_FILE} holds no manifest")
         check_model(manifest, self.embedder, self.directory)
-        self.vectors: faiss.Index = load_vectors(self.directory, manifest, self.conn)
-        heal_files(self.directory, manifest, self.vectors)
+        manifest = upgrade_format(self.directory, self.conn, manifest)
+        heal_files(self.directory, manifest)
+        self.keyword = KeywordWriter(self.directory)
+        catch_up_keyword(self.keyword, self.conn, manifest.generation)
         self.manifest = manifest
         self._dirty = False
-        self._vectors_touched = False
         self._batch_sentences = 0
         self._batch_started = time.perf_counter()
         self._in_transaction = False
         self._pending: dict[str, PendingArticle] = {}
         self._pending_texts: set[str] = set()
-        self._remove_ids: list[np.ndarray] = []
-        self._add_ids: list[np.ndarray] = []
-        self._add_vectors: list[np.ndarray] = []
         self._next_id = self._max_sentence_id() + 1
         self.summary = IndexSummary()
 
@@ -150,8 +154,11 @@ class IndexWriter:
 
     def _begin(self) -> None:
         if not self._in_transaction:
+            # A keyword sync that failed after the last commit (a full disk) is retried first.
+            catch_up_keyword(self.keyword, self.conn, self.manifest.generation)
             self.conn.execute("BEGIN IMMEDIATE")
             self._in_transaction = True
+            forget_applied(self.conn)
 
     # -- adding ---------------------------------------------------------------------------------
 
@@ -243,7 +250,7 @@ class IndexWriter:
             vectors = self.embedder.encode(texts, progress=on_embedded)
         ids = np.arange(self._next_id, self._next_id + len(texts), dtype=np.int64)
         self._next_id += len(texts)
-        rows, keyword_rows = [], []
+        rows = []
         cursor = 0
         for p in pending:
             art = p.article
@@ -253,10 +260,15 @@ class IndexWriter:
             for s in p.sentences:
                 sid = int(ids[cursor])
                 rows.append(
-                    (sid, art.id, s.position, s.start, s.end, s.text, vectors[cursor].tobytes())
-                )
-                keyword_rows.append(
-                    (sid, s.text, keyword_context(art.title, p.sentences, s.position))
+                    (
+                        sid,
+                        art.id,
+                        s.position,
+                        s.start,
+                        s.end,
+                        s.text,
+                        encode_vector(vectors[cursor]),
+                    )
                 )
                 cursor += 1
             (self.summary.updated if p.replaced else self.summary.added).append(str(art.id))
@@ -265,11 +277,6 @@ class IndexWriter:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        self.conn.executemany(
-            "INSERT INTO sentences_fts (rowid, text, context) VALUES (?, ?, ?)", keyword_rows
-        )
-        self._add_ids.append(ids)
-        self._add_vectors.append(vectors)
         self.summary.sentences += len(texts)
         self._batch_sentences += len(texts)
         self._dirty = True
@@ -340,8 +347,6 @@ class IndexWriter:
         )
         if not len(old):
             return
-        self._remove_ids.append(old)
-        self.conn.executemany("DELETE FROM sentences_fts WHERE rowid = ?", ((int(i),) for i in old))
         self.conn.execute("DELETE FROM sentences WHERE article_id = ?", (article_id,))
 
     # -- removing -------------------------------------------------------------------------------
@@ -370,60 +375,45 @@ class IndexWriter:
         if not self._dirty:
             self.rollback()
             return self.summary
-        self._apply_to_vectors()
         articles, sentences = self.conn.execute(
             "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM sentences)"
         ).fetchone()
-        if self.vectors.ntotal != sentences:  # never commit rows and vectors that disagree
-            self.rollback()
-            raise StoreError(f"vectors ({self.vectors.ntotal}) disagree with rows ({sentences})")
         manifest = next_generation(
             self.manifest, counts=Counts(articles=articles, sentences=sentences)
         )
         if self.summary.sentences:  # this run embedded: record what made its vectors
             manifest.encoder = self.embedder.encoder_info()
+        base = None
+        if manifest.vectors.file is None and sentences:  # the first base: from the first rows
+            threshold = manifest.vectors.threshold or EXACT_MAX
+            manifest.vectors = plan(sentences, manifest.model.dimension, threshold)
+            base = build(self.conn, manifest.model.dimension, manifest.vectors)
         commit_generation(
-            self.directory,
-            self.conn,
-            manifest,
-            self.vectors,
-            {"next_sentence_id": str(self._next_id)},
+            self.directory, self.conn, manifest, {"next_sentence_id": str(self._next_id)}, base
         )
         self._in_transaction = False
         self.manifest = manifest
         self._dirty = False
-        self._vectors_touched = False
         self._batch_sentences = 0
         self._batch_started = time.perf_counter()
-        self.manifest, self.vectors = maybe_optimize(
-            self.directory, self.conn, manifest, self.vectors
-        )
+        # After the rows are committed (a crash before this is caught up on the next opening).
+        self.keyword.sync(self.conn, manifest.generation, replay=False)
+        self.manifest = maybe_optimize(self.directory, self.conn, manifest, self.merge_min)
         return self.summary
-
-    def _apply_to_vectors(self) -> None:
-        self._vectors_touched = True
-        if self._remove_ids:
-            self.vectors.remove_ids(np.concatenate(self._remove_ids))
-        if self._add_ids:
-            self.vectors.add_with_ids(np.vstack(self._add_vectors), np.concatenate(self._add_ids))
-        self._remove_ids, self._add_ids, self._add_vectors = [], [], []
 
     def rollback(self) -> None:
         if self._in_transaction:
             if self.conn.in_transaction:  # not when the failure came after the COMMIT
                 self.conn.execute("ROLLBACK")
             self._in_transaction = False
-            if self._vectors_touched:  # a commit failed half-way: reload the committed vectors
-                self.vectors = load_vectors(self.directory, self.manifest, self.conn)
-        self._vectors_touched = False
         self._dirty = False
-        self._remove_ids, self._add_ids, self._add_vectors = [], [], []
         self._pending.clear()
         self._pending_texts.clear()
 
     def close(self) -> None:
         try:
             self.rollback()
+            self.keyword.close()
             self.conn.close()
         finally:
             self._lock.release()

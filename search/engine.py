@@ -266,6 +266,7 @@ class Sift:
                 settings.commit_every,
                 settings.commit_seconds,
                 settings.write_wait or 0.0,
+                settings.merge_min,
             ) as writer,
         ):
             stage(writer)

@@ -160,7 +160,6 @@ def run_reqa(
                 "weight_dense",
                 "weight_keyword",
                 "weight_article",
-                "keyword_context_weight",
             )
             if hasattr(settings, name)
         },

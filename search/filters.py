@@ -1,5 +1,6 @@
 """Filters on articles, turned into SQL that runs before ranking (never after it): the
-article fields, and the phrases and excluded words of the query (`query_syntax`)."""
+article fields, and the phrases and excluded words of the query (`query_syntax`), which the
+reader looks up in the keyword index (`search.reader`)."""
 
 from __future__ import annotations
 
@@ -15,36 +16,14 @@ class ArticleFilter:
     until: str | None = None  # ISO date or date-time, inclusive
     ids: tuple[str, ...] = ()
     meta: tuple[tuple[str, str], ...] = ()  # metadata key equals value (as text)
-    phrases: tuple[str, ...] = ()  # FTS5 phrases the hit sentence must hold (query_syntax)
-    excluded: tuple[str, ...] = ()  # FTS5 phrases no article may hold, title or text
+    phrases: tuple[tuple[str, ...], ...] = ()  # phrases the hit sentence must hold (query_syntax)
+    excluded: tuple[tuple[str, ...], ...] = ()  # phrases no article may hold, title or text
 
     def __bool__(self) -> bool:
         return self.on_fields() or bool(self.phrases or self.excluded)
 
     def on_fields(self) -> bool:
         return bool(self.sources or self.since or self.until or self.ids or self.meta)
-
-    def text_where(
-        self, article: str = "a", sentence: str | None = "s"
-    ) -> tuple[str, list[object]]:
-        """The phrase and exclusion conditions: on the sentence under `sentence`, or with
-        None, on the article (one of its sentences holds each phrase)."""
-        clauses: list[str] = []
-        params: list[object] = []
-        if self.excluded:
-            clauses.append(
-                f"{article}.num NOT IN (SELECT rowid FROM articles_fts WHERE articles_fts MATCH ?)"
-            )
-            params.append(" OR ".join(self.excluded))
-        for phrase in self.phrases:
-            holding = "SELECT rowid FROM sentences_fts WHERE sentences_fts MATCH ?"
-            if sentence is None:
-                holding = f"SELECT article_id FROM sentences WHERE id IN ({holding})"
-                clauses.append(f"{article}.id IN ({holding})")
-            else:
-                clauses.append(f"{sentence}.id IN ({holding})")
-            params.append("{text} : " + phrase)
-        return (" AND ".join(clauses) or "1"), params
 
     def where(self, alias: str = "a") -> tuple[str, list[object]]:
         """A SQL condition over the articles table under `alias`, and its parameters."""

@@ -1,7 +1,7 @@
-"""Keyword search (SQLite FTS5, BM25) with user text that never reaches FTS5 as syntax.
-
-A query is cut into words and each word is quoted as an FTS5 string, so quotes, AND/OR/NOT,
-NEAR(...), `*`, `^` and column filters in user text are searched for as plain words.
+"""The words of a keyword search. User text never becomes query syntax: a query is cut into
+words, and the keyword index (index/keyword_index.py) builds term queries from their analysed
+tokens, so quotes, AND/OR/NOT, `*`, `^` and field names in user text are plain words. Any word
+may match (OR), ranked by BM25.
 """
 
 from __future__ import annotations
@@ -23,11 +23,3 @@ def query_terms(text: str) -> list[str]:
     words = [w.lower() for w in _WORD.findall(text)]
     useful = [w for w in words if w not in STOPWORDS]
     return list(dict.fromkeys(useful or words))
-
-
-def match_expression(text: str) -> str | None:
-    """An FTS5 MATCH expression for `text`: its words, quoted, joined by OR; None if no words."""
-    terms = query_terms(text)
-    if not terms:
-        return None
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)

@@ -2,8 +2,8 @@
 
 Everything else stays plain words. A quote without its partner, or a dash that does not start
 a word after a space, is read as text, never as an error; and nothing of what was typed
-reaches FTS5 as its syntax: phrases and excluded words are rebuilt here from word tokens,
-each phrase a quoted token sequence (`"north korean"`), the only FTS5 syntax sift writes.
+reaches the keyword engine as its syntax: phrases and excluded words are rebuilt here from
+word tokens, and the keyword index builds its phrase queries from those tokens alone.
 
 Scope (see README): a phrase must occur in the hit sentence itself, in every mode, so every
 result shows it; an excluded word or phrase drops every article whose title or text holds it
@@ -34,11 +34,6 @@ class ParsedQuery:
 
 def tokens(text: str) -> tuple[str, ...]:
     return tuple(w.lower() for w in _WORD.findall(text))
-
-
-def fts_phrase(words: tuple[str, ...]) -> str:
-    """An FTS5 phrase for a token sequence (tokens are word characters only)."""
-    return '"' + " ".join(w.replace('"', '""') for w in words) + '"'
 
 
 @lru_cache(maxsize=4096)  # a request reads its query several times (validation, filters, ranking)

@@ -1,7 +1,7 @@
-"""Ranking sentences and articles: dense (FAISS), keyword (FTS5 BM25) and their fusion.
+"""Ranking sentences and articles: dense (FAISS), keyword (tantivy BM25) and their fusion.
 
-Filters narrow both candidate lists inside the index (an id selector for FAISS, a join for
-FTS5) before anything is ranked, so a filtered page is as full as the matches allow.
+Filters narrow both candidate lists inside the index (an id selector for FAISS, an id set for
+tantivy) before anything is ranked, so a filtered page is as full as the matches allow.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sift.search.filters import ArticleFilter
 from sift.search.fusion import convex, ranked, rrf
-from sift.search.keyword import match_expression
+from sift.search.keyword import query_terms
 from sift.search.reader import IndexReader
 from sift.settings import Settings
 
@@ -58,14 +58,15 @@ def rank_sentences(
     keyword_scores: list[float] = []
     article_ids: list[str] = []
     article_scores: dict[str, float] = {}
-    match = match_expression(query) if mode in ("hybrid", "keyword") else None
-    if match is not None:
-        # convex: each column with its own IDF (one query over both lets the title, which sits
-        # in every sentence's context, zero the headline's words in the sentence itself).
-        keyword = reader.keyword_fields if settings.fusion == "convex" else reader.keyword_sentences
-        keyword_ids, keyword_scores = keyword(match, depth, settings.keyword_context_weight, flt)
+    words = query_terms(query) if mode in ("hybrid", "keyword") else []
+    if words:
+        # convex fuses scores: each field with its own statistics, so that a headline restated
+        # in a sentence counts in full there (rrf fuses ranks, and ranks better with one field).
+        keyword_ids, keyword_scores = reader.keyword_sentences(
+            words, depth, allowed, per_field=settings.fusion == "convex"
+        )
         if articles:
-            article_scores = reader.keyword_article_scores(match, ARTICLE_DEPTH, flt)
+            article_scores = reader.keyword_article_scores(words, ARTICLE_DEPTH, flt)
             article_ids = list(article_scores)
 
     if mode == "dense":

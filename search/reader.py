@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -9,13 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 from sift.errors import StoreError
-from sift.index.lock import writer_busy
-from sift.index.manifest import Manifest, vectors_file
-from sift.index.store import connect, load_vectors, metadata_of, read_manifest
-from sift.index.vectors import nearest
+from sift.index.keyword_index import KeywordIndex, keyword_generation
+from sift.index.live_vectors import LiveVectors
+from sift.index.manifest import Manifest
+from sift.index.store import connect, metadata_of, read_manifest
+from sift.index.upkeep import bring_up_to_date
+from sift.index.vectors import decode_vectors, nearest
 from sift.search.filters import ArticleFilter
 from sift.search.results import ArticleView, IndexStats
 
@@ -49,8 +51,12 @@ class IndexReader:
         manifest = read_manifest(self._conn())
         if manifest is None:
             raise StoreError(f"index at {directory} has no manifest: it was never committed")
+        bring_up_to_date(directory, manifest, keyword_generation(directory))
+        with self.snapshot():
+            manifest = read_manifest(self._conn()) or manifest
+            self.vectors = LiveVectors.load(directory, manifest, self._conn())
         self.manifest: Manifest = manifest
-        self.vectors: faiss.Index = load_vectors(directory, manifest, self._conn())
+        self.keyword = KeywordIndex(directory)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -61,22 +67,20 @@ class IndexReader:
         return conn
 
     def refresh(self) -> bool:
-        """Pick up a newer commit, if there is one. True when something changed.
-
-        While a writer is between a commit and writing that commit's vectors file, the last
-        vectors stay in use (rows the newer commit removed are skipped when read back); a
-        vectors file that a crashed writer never wrote is rebuilt from the database."""
+        """Pick up a newer commit, if there is one. True when something changed. The vectors
+        take the commit's changes in memory (a new base after a merge); the keyword index
+        reloads (and is caught up first when a crashed writer left it behind)."""
         manifest = read_manifest(self._conn())
         if manifest is None or manifest.generation == self.manifest.generation:
             return False
         with self._reload_lock:
             if manifest.generation == self.manifest.generation:
                 return False
-            if not (self.directory / vectors_file(manifest.generation)).exists() and writer_busy(
-                self.directory
-            ):
-                return False
-            vectors = load_vectors(self.directory, manifest, self._conn())
+            bring_up_to_date(self.directory, manifest, keyword_generation(self.directory))
+            with self.snapshot():
+                manifest = read_manifest(self._conn()) or manifest
+                vectors = self.vectors.catch_up(self.directory, manifest, self._conn())
+            self.keyword.reload()
             self.manifest, self.vectors = manifest, vectors
         return True
 
@@ -95,98 +99,57 @@ class IndexReader:
     def nearest(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Scores and sentence ids of the `n` sentences nearest the query, best first."""
         vectors, info = self.vectors, self.manifest.vectors
-        return nearest(vectors, info, self._conn(), query, n)
+        with vectors.reading():
+            return nearest(vectors.index, info, self._conn(), query, n)
 
     def nearest_among(
         self, query: np.ndarray, n: int, allowed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """As `nearest`, over the sentences in `allowed` only: filtering before ranking."""
         vectors, info = self.vectors, self.manifest.vectors
-        return nearest(vectors, info, self._conn(), query, n, allowed)
+        with vectors.reading():
+            return nearest(vectors.index, info, self._conn(), query, n, allowed)
 
     # -- keyword ----------------------------------------------------------------------------------
 
     def keyword_sentences(
-        self, match: str, n: int, context_weight: float, flt: ArticleFilter
+        self, words: list[str], n: int, allowed: np.ndarray | None = None, per_field: bool = False
     ) -> tuple[list[int], list[float]]:
-        """Sentence ids and BM25 scores (higher is better) for an FTS5 MATCH expression."""
-        if flt:
-            where, params = self._filter_sql(flt)
-            sql = (
-                "SELECT sentences_fts.rowid, -bm25(sentences_fts, 1.0, ?) AS score "
-                "FROM sentences_fts JOIN sentences s ON s.id = sentences_fts.rowid "
-                "JOIN articles a ON a.id = s.article_id "
-                f"WHERE sentences_fts MATCH ? AND {where} "
-                "ORDER BY score DESC, sentences_fts.rowid LIMIT ?"
-            )
-            args: list[object] = [context_weight, match, *params, n]
-        else:
-            sql = (
-                "SELECT rowid, -bm25(sentences_fts, 1.0, ?) AS score FROM sentences_fts "
-                "WHERE sentences_fts MATCH ? ORDER BY score DESC, rowid LIMIT ?"
-            )
-            args = [context_weight, match, n]
-        rows = self._conn().execute(sql, args).fetchall()
-        return [r[0] for r in rows], [r[1] for r in rows]
+        """Sentence ids and BM25 scores (higher is better) of the sentence with its context at
+        a lower weight (`index.keyword_index.sentence_match`). Only the sentences in `allowed`
+        are scored, when given (`allowed_sentences` of a filter). `per_field`: see
+        `KeywordIndex.sentence_scores`."""
+        return self.keyword.sentence_scores(words, n, allowed, per_field)
 
-    def keyword_fields(
-        self, match: str, n: int, context_weight: float, flt: ArticleFilter
-    ) -> tuple[list[int], list[float]]:
-        """As `keyword_sentences`, but BM25 of the sentence plus `context_weight` times BM25 of
-        its context, each column searched alone so that each has its own IDF. In one query over
-        both columns a word's IDF counts the rows that hold it in either: every word of a title
-        is then in every sentence of its article, and loses its weight in the sentence's own
-        text exactly where it matters (a claim restated in the headline)."""
-        scores = dict(self._column_bm25("text", match, n, flt))
-        if context_weight > 0:
-            for sid, score in self._column_bm25("context", match, n, flt):
-                scores[sid] = scores.get(sid, 0.0) + context_weight * score
-        best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]
-        return [sid for sid, _ in best], [score for _, score in best]
-
-    def _column_bm25(
-        self, column: str, match: str, n: int, flt: ArticleFilter
-    ) -> list[tuple[int, float]]:
-        weights = "1.0, 0.0" if column == "text" else "0.0, 1.0"
-        scoped = f"{{{column}}} : ({match})"
-        score = f"-bm25(sentences_fts, {weights})"
-        if flt:
-            where, params = self._filter_sql(flt)
-            sql = (
-                f"SELECT sentences_fts.rowid, {score} AS score "
-                "FROM sentences_fts JOIN sentences s ON s.id = sentences_fts.rowid "
-                "JOIN articles a ON a.id = s.article_id "
-                f"WHERE sentences_fts MATCH ? AND {where} "
-                "ORDER BY score DESC, sentences_fts.rowid LIMIT ?"
+    def keyword_article_scores(
+        self, words: list[str], n: int, flt: ArticleFilter
+    ) -> dict[str, float]:
+        """Article ids and their BM25 over title (twice the weight) and whole text, best first;
+        articles that hold their own text only (a copy shares its original's)."""
+        allowed = self.allowed_articles(flt) if flt else None
+        nums, scores = self.keyword.article_scores(words, 2 * n, allowed)
+        found = dict(
+            self._in_batches(
+                "SELECT num, id FROM articles WHERE duplicate_of IS NULL AND num IN ({marks})",
+                nums,
             )
-            args: list[object] = [scoped, *params, n]
-        else:
-            sql = (
-                f"SELECT rowid, {score} AS score FROM sentences_fts "
-                "WHERE sentences_fts MATCH ? ORDER BY score DESC, rowid LIMIT ?"
-            )
-            args = [scoped, n]
-        return [(r[0], r[1]) for r in self._conn().execute(sql, args).fetchall()]
-
-    def keyword_articles(self, match: str, n: int, flt: ArticleFilter) -> list[str]:
-        """Article ids ranked by BM25 over their title and whole text."""
-        return list(self.keyword_article_scores(match, n, flt))
-
-    def keyword_article_scores(self, match: str, n: int, flt: ArticleFilter) -> dict[str, float]:
-        """As `keyword_articles`, with each article's BM25 (higher is better), best first."""
-        where, params = self._filter_sql(flt, sentences=False)
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT a.id, -bm25(articles_fts, 2.0, 1.0) FROM articles_fts "
-                "JOIN articles a ON a.num = articles_fts.rowid "
-                f"WHERE articles_fts MATCH ? AND a.duplicate_of IS NULL AND {where} "
-                "ORDER BY bm25(articles_fts, 2.0, 1.0), a.num LIMIT ?",
-                [match, *params, n],
-            )
-            .fetchall()
         )
-        return {r[0]: r[1] for r in rows}
+        best = [
+            (found[num], score) for num, score in zip(nums, scores, strict=True) if num in found
+        ]
+        return dict(best[:n])
+
+    def keyword_articles(self, words: list[str], n: int, flt: ArticleFilter) -> list[str]:
+        """Article ids ranked by BM25 over their title and whole text."""
+        return list(self.keyword_article_scores(words, n, flt))
+
+    def allowed_articles(self, flt: ArticleFilter) -> np.ndarray:
+        """Nums of the articles holding their own text that a filter lets through."""
+        where, params = self._filter_sql(flt, sentences=False)
+        rows = self._conn().execute(
+            f"SELECT a.num FROM articles a WHERE a.duplicate_of IS NULL AND {where}", params
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
     def allowed_sentences(self, flt: ArticleFilter) -> np.ndarray:
         """Ids of the sentences of the articles a filter lets through."""
@@ -197,9 +160,9 @@ class IndexReader:
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64)
 
-    @staticmethod
-    def _filter_sql(flt: ArticleFilter, sentences: bool = True) -> tuple[str, list[object]]:
-        """SQL over articles `a` (and, with `sentences`, sentences `s`) for a filter."""
+    def _filter_sql(self, flt: ArticleFilter, sentences: bool = True) -> tuple[str, list[object]]:
+        """SQL over articles `a` (and, with `sentences`, sentences `s`) for a filter. Phrases
+        and excluded words are looked up in the keyword index first: the SQL gets their ids."""
         clauses: list[str] = []
         params: list[object] = []
         if flt.on_fields():
@@ -212,10 +175,19 @@ class IndexReader:
                 f"AND {copy}))"
             )
             params += [*own_params, *copy_params]
-        if flt.phrases or flt.excluded:
-            text, text_params = flt.text_where("a", "s" if sentences else None)
-            clauses.append(text)
-            params += text_params
+        if flt.excluded:
+            excluded = self.keyword.articles_with_any(flt.excluded)
+            clauses.append("a.num NOT IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(excluded.tolist()))
+        for phrase in flt.phrases:
+            holding = "SELECT value FROM json_each(?)"
+            if sentences:
+                clauses.append(f"s.id IN ({holding})")
+            else:
+                clauses.append(
+                    f"a.id IN (SELECT article_id FROM sentences WHERE id IN ({holding}))"
+                )
+            params.append(json.dumps(self.keyword.sentences_with(phrase).tolist()))
         return (" AND ".join(clauses) or "1"), params
 
     # -- rows -----------------------------------------------------------------------------------
@@ -233,14 +205,8 @@ class IndexReader:
             "ORDER BY id",
             article_ids,
         )
-        if not rows:
-            return [], [], np.zeros((0, self.manifest.model.dimension), dtype=np.float32)
-        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
-        return (
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            vectors.reshape(len(rows), self.manifest.model.dimension),
-        )
+        vectors = decode_vectors([r[2] for r in rows], self.manifest.model.dimension)
+        return [r[0] for r in rows], [r[1] for r in rows], vectors
 
     def published_of(self, sentence_ids: list[int]) -> dict[int, str | None]:
         """Each sentence's article's publication date (the article that holds the text)."""
@@ -359,7 +325,7 @@ class IndexReader:
 
     def stats(self) -> IndexStats:
         m = self.manifest
-        size = sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+        size = sum(p.stat().st_size for p in self.directory.rglob("*") if p.is_file())
         return IndexStats(
             index=str(self.directory),
             articles=m.counts.articles,

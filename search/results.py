@@ -10,7 +10,7 @@ from sift.index.manifest import EncoderInfo
 from sift.index.records import iso_date
 from sift.search.dates import half_life_hours
 from sift.search.filters import ArticleFilter
-from sift.search.query_syntax import ParsedQuery, fts_phrase, parse_query
+from sift.search.query_syntax import ParsedQuery, parse_query
 
 #: Hard ceilings, whatever the settings say; the settings may lower them.
 MAX_K = 1000
@@ -113,8 +113,8 @@ class SearchRequest(BaseModel):
             until=self.until,
             ids=tuple(self.ids),
             meta=tuple((k.strip(), v) for k, _, v in (m.partition("=") for m in self.meta)),
-            phrases=tuple(fts_phrase(p) for p in parsed.phrases),
-            excluded=tuple(fts_phrase(p) for p in parsed.excluded),
+            phrases=parsed.phrases,
+            excluded=parsed.excluded,
         )
 
 

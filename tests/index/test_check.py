@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sift.index.check import check_index, repair_index
 from sift.index.embed import Embedder
+from sift.index.keyword_index import KeywordIndex
 from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
@@ -22,6 +23,16 @@ def damaged(tmp_path: Path, seeded_dir: Path) -> Path:
     copy = tmp_path / "index"
     shutil.copytree(seeded_dir, copy)
     return copy
+
+
+def drop_keyword_docs(directory: Path, ids: list[int]) -> None:
+    """Lose sentences from the keyword index behind sift's back (tantivy's own writer)."""
+    keyword = KeywordIndex(directory)
+    writer = keyword.sentences.writer(15_000_000, 1)
+    for sid in ids:
+        writer.delete_documents_by_term("id", sid)
+    writer.commit()
+    writer.wait_merging_threads()
 
 
 def sql(directory: Path, statement: str, *params: object) -> None:
@@ -46,11 +57,14 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], set[str]]] = {
         lambda d: (d / "manifest.json").write_text('{"format_ver'),
         {"manifest_file"},
     ),
-    "keyword rows lost": (
-        lambda d: sql(
-            d, "DELETE FROM sentences_fts WHERE rowid IN (SELECT id FROM sentences LIMIT 5)"
-        ),
-        {"keyword_ids"},
+    "keyword rows lost": (lambda d: drop_keyword_docs(d, [1, 2, 3, 4, 5]), {"keyword_ids"}),
+    "keyword index deleted": (
+        lambda d: shutil.rmtree(d / "keyword"),
+        {"keyword_generation", "keyword_index"},
+    ),
+    "keyword state unreadable": (
+        lambda d: (d / "keyword" / "state.json").write_text('{"format'),
+        {"keyword_generation"},
     ),
     "offsets shifted": (
         lambda d: sql(d, "UPDATE sentences SET start = start + 3 WHERE position = 1"),
@@ -58,7 +72,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], set[str]]] = {
     ),
     "a sentence row lost": (
         lambda d: sql(d, "DELETE FROM sentences WHERE id = (SELECT max(id) FROM sentences)"),
-        {"vector_ids", "keyword_ids", "counts"},
+        {"keyword_ids", "counts"},  # its vector is tombstoned by the trigger, as a writer would
     ),
     "a vector blob cut short": (
         lambda d: sql(d, "UPDATE sentences SET vector = substr(vector, 1, 100) WHERE id = 3"),

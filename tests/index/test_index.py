@@ -40,9 +40,9 @@ def search_ids(engine: Sift, query: str, k: int = 10) -> list[str]:
 
 def test_directory_is_self_describing_and_holds_no_pickle(seeded_dir: Path) -> None:
     names = sorted(p.name for p in seeded_dir.iterdir() if not p.name.startswith("sift.db-"))
-    assert names == ["manifest.json", "sift.db", "vectors.1.faiss", "write.lock"]
+    assert names == ["keyword", "manifest.json", "sift.db", "vectors.1.faiss", "write.lock"]
     manifest = json.loads((seeded_dir / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["model"]["name"] == "all-MiniLM-L6-v2"
     assert len(manifest["model"]["fingerprint"]) == 64
     assert manifest["model"]["dimension"] == 384
@@ -50,8 +50,9 @@ def test_directory_is_self_describing_and_holds_no_pickle(seeded_dir: Path) -> N
     assert manifest["counts"]["articles"] == 6
     assert manifest["counts"]["sentences"] == rows_and_vectors(seeded_dir)[1]
     assert manifest["created"] and manifest["updated"]
-    for path in seeded_dir.iterdir():
-        assert b"\x80\x04\x95" not in path.read_bytes()[:64], f"{path.name} looks pickled"
+    for path in seeded_dir.rglob("*"):
+        if path.is_file():
+            assert b"\x80\x04\x95" not in path.read_bytes()[:64], f"{path.name} looks pickled"
 
 
 def test_reindexing_unchanged_articles_changes_nothing(engine: Sift) -> None:
@@ -168,7 +169,7 @@ def test_newer_format_is_refused(tmp_path: Path, seeded_dir: Path) -> None:
     (raw,) = conn.execute("SELECT value FROM meta WHERE key = 'manifest'").fetchone()
     conn.execute(
         "UPDATE meta SET value = ? WHERE key = 'manifest'",
-        (raw.replace('"format_version":1', '"format_version":99'),),
+        (raw.replace('"format_version":2', '"format_version":99'),),
     )
     conn.commit()
     conn.close()

@@ -9,9 +9,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from sift.index.keyword_index import KeywordIndex
 from sift.index.records import Article
 from sift.search.engine import Sift
-from sift.search.keyword import match_expression
+from sift.search.keyword import query_terms
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
@@ -42,13 +43,17 @@ def ask(engine: Sift, q: str, **options: object) -> list[str]:
 )
 def test_fts_syntax_in_queries_is_searched_as_words(seeded: Sift, query: str) -> None:
     hits = seeded.search(SearchRequest(q=query, mode="keyword", k=3)).results
-    assert hits and hits[0].article_id == "brief-drones"
+    found = [h.article_id for h in hits]
+    if query.startswith("NEAR"):  # the word "near" matches "nearly" (stemmed) elsewhere: fine
+        assert "brief-drones" in found
+    else:
+        assert found and found[0] == "brief-drones"
 
 
-def test_match_expression_quotes_every_word() -> None:
-    assert match_expression('NEAR("a" b*) title:x') == '"near" OR "b" OR "title" OR "x"'
-    assert match_expression("who is the") == '"who" OR "is" OR "the"'  # only stopwords: keep them
-    assert match_expression("¿¡!!") is None
+def test_query_syntax_becomes_plain_words() -> None:
+    assert query_terms('NEAR("a" b*) title:x') == ["near", "b", "title", "x"]
+    assert query_terms("who is the") == ["who", "is", "the"]  # only stopwords: keep them
+    assert query_terms("¿¡!!") == []
 
 
 def test_keyword_mode_with_no_words_returns_nothing(seeded: Sift) -> None:
@@ -221,23 +226,22 @@ def test_near_identical_sentences_collapse_into_one_result(engine: Sift) -> None
     assert sum("interest rates" in h.sentence for h in apart.results) == 2
 
 
-def _fts_agrees(directory: Path, vectors: int) -> None:
+def _keyword_agrees(directory: Path, vectors: int) -> None:
     conn = sqlite3.connect(directory / "sift.db")
     ids = {r[0] for r in conn.execute("SELECT id FROM sentences")}
-    fts = {r[0] for r in conn.execute("SELECT rowid FROM sentences_fts")}
-    articles = conn.execute("SELECT count(*) FROM articles").fetchone()[0]
-    article_terms = conn.execute(
-        "SELECT count(*) FROM articles_fts WHERE articles_fts MATCH 'orchard'"
-    ).fetchone()[0]
+    nums = {r[0] for r in conn.execute("SELECT num FROM articles")}
     conn.close()
-    assert ids == fts and len(ids) == vectors
-    assert articles >= article_terms
+    keyword = KeywordIndex(directory)
+    sentences, articles = keyword.held()
+    assert ids == set(sentences.tolist()) and len(ids) == vectors
+    assert nums == set(articles.tolist())
+    assert keyword.counts() == (len(ids), len(nums))  # each once: no doubles
 
 
 def test_keyword_and_vector_indexes_agree_through_changes(engine: Sift) -> None:
     def state() -> tuple[int, list[str], list[str]]:
         engine.reader.refresh()
-        _fts_agrees(engine.directory, engine.reader.vectors.ntotal)
+        _keyword_agrees(engine.directory, engine.reader.vectors.ntotal)
         return (
             engine.reader.vectors.ntotal,
             ask(engine, "orchard apples", mode="keyword", per_article=5, k=20),

@@ -4,8 +4,8 @@ opens, passes `sift check`, and serves searches; then a rerun completes with the
 CI runs a few kills; the full run is by hand:
     STRESS_KILLS=50 STRESS_ARTICLES=3000 \\
         .venv/bin/python -m pytest -q tests/stress/test_crash.py -s
-Commits come every 150 sentences here, so kills land in commits, vector writes and manifest
-writes as well as in embedding.
+Commits come every 150 sentences here and merges every 300, so kills land in commits, keyword
+index commits, merges (vector base writes) and manifest writes as well as in embedding.
 """
 
 from __future__ import annotations
@@ -63,7 +63,14 @@ def corpus(folder: Path, articles: int = 3000) -> tuple[int, int]:
 def test_kill_at_random_points_then_resume(tmp_path: Path, embedder: Embedder) -> None:
     articles, sentences = corpus(tmp_path / "corpus", ARTICLES)
     index = tmp_path / "index"
-    env = {**os.environ, "SIFT_COMMIT_EVERY": "150", "SIFT_INDEX": str(index)}
+    # Commits every 150 sentences, merges of the vectors every 300 changes: kills land in
+    # rows' commits, keyword index commits, merges and manifest writes as well as in embedding.
+    env = {
+        **os.environ,
+        "SIFT_COMMIT_EVERY": "150",
+        "SIFT_MERGE_MIN": "300",
+        "SIFT_INDEX": str(index),
+    }
     rng = random.Random(int(os.environ.get("STRESS_SEED", "11")))
     kills = 0
     seen_progress = []
@@ -117,37 +124,48 @@ def test_kill_at_random_points_then_resume(tmp_path: Path, embedder: Embedder) -
     print(f"\n{kills} kills survived; committed articles after each: {seen_progress}")
 
 
-@pytest.mark.parametrize("where", ["save_vectors", "write_json_atomically"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "save_vectors",  # a merge writing its new vectors base
+        "sync",  # the keyword index's commit
+        "write_json_atomically",  # manifest.json
+    ],
+)
 def test_a_crash_around_the_commit_leaves_a_committed_state(
     tmp_path: Path, embedder: Embedder, where: str
 ) -> None:
-    """A crash while writing the vectors file (before the commit) leaves the previous state;
-    one while rewriting manifest.json (after it) leaves the new one, and check brings the file
-    up to date."""
-    import sift.index.generations as writer_module
+    """The rows' commit stands whatever crashes after it: a merge writing its vectors base (it
+    never commits), the keyword index's commit (caught up from the rows), manifest.json
+    (rewritten from the database); check brings each up to date and the index serves."""
+    import sift.index.generations as generations
+    from sift.index.keyword_index import KeywordWriter
+
+    owner = KeywordWriter if where == "sync" else generations
 
     folder = tmp_path / "c"
     corpus(folder, 40)
-    engine = Sift(Settings(index=tmp_path / "index"))
-    engine.index_paths([folder / "wire.jsonl"])
-    original = getattr(writer_module, where)
+    settings = Settings(index=tmp_path / "index", merge_min=10)  # every commit merges
+    Sift(settings).index_paths([folder / "wire.jsonl"])
+    original = getattr(owner, where)
 
     def crash(*args: object, **kwargs: object) -> None:
         raise SystemExit("killed")
 
-    setattr(writer_module, where, crash)
+    setattr(owner, where, crash)
     try:
         with pytest.raises(SystemExit):
-            Sift(Settings(index=tmp_path / "index")).index_paths(list(folder.glob("*.txt")))
+            Sift(settings).index_paths(list(folder.glob("*.txt")))
     finally:
-        setattr(writer_module, where, original)
+        setattr(owner, where, original)
     report = check_index(tmp_path / "index", embedder)
     assert report.ok, report.problems
-    reopened = Sift(Settings(index=tmp_path / "index"))
-    expected = 20 if where == "save_vectors" else 40
-    assert reopened.stats().articles == expected
+    reopened = Sift(settings)
+    assert reopened.stats().articles == 40
     if where == "write_json_atomically":
-        assert report.repaired == ["manifest.json caught up with commit 2"]
+        assert report.repaired[0] == "manifest.json caught up with commit 2"
+    if where in ("write_json_atomically", "sync"):
+        assert report.repaired[-1] == "keyword index caught up with commit 2"
     assert reopened.search(SearchRequest(q="railway report", k=2)).results
     reopened.index_paths([folder])  # and a rerun completes
     assert reopened.stats().articles == 40 and check_index(tmp_path / "index", embedder).ok
