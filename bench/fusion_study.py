@@ -40,7 +40,8 @@ from _common import bbc_articles, emit, need_eval
 from sift.index.records import Article
 from sift.search.engine import Sift
 from sift.search.evaluation import load_squad
-from sift.search.keyword import STOPWORDS, match_expression
+from sift.search.filters import ArticleFilter
+from sift.search.keyword import STOPWORDS, query_terms
 from sift.settings import Settings
 
 DEPTH = 200
@@ -146,32 +147,15 @@ def candidates(engine: Sift, queries: list[Query]) -> list[dict]:
     out = []
     for q, vec in zip(queries, vectors, strict=True):
         scores, ids = reader.nearest(vec, DEPTH)
-        match = match_expression(q.text)
+        words = query_terms(q.text)
         entry: dict = {"dense": [[int(i), float(s)] for s, i in zip(scores, ids, strict=True)]}
-        # kw_ctx: today's one query over both columns, whose IDF counts a word in either
-        # column; kw_text / kw_context: each column alone, with its own IDF (column filter).
-        for name, weights, where in (
-            ("kw_ctx", (1.0, 0.4), "{m}"),
-            ("kw_text", (1.0, 0.0), "{{text}} : ({m})"),
-            ("kw_context", (0.0, 1.0), "{{context}} : ({m})"),
-        ):
-            sql = (
-                "SELECT rowid, -bm25(sentences_fts, ?, ?) AS score FROM sentences_fts "
-                "WHERE sentences_fts MATCH ? ORDER BY score DESC, rowid LIMIT ?"
-            )
-            args = [*weights, where.format(m=match), DEPTH]
-            rows = conn.execute(sql, args).fetchall() if match else []
-            entry[name] = [[r[0], r[1]] for r in rows if r[1] > 0]
-        rows = (
-            conn.execute(
-                "SELECT a.id, -bm25(articles_fts, 2.0, 1.0) AS score FROM articles_fts "
-                "JOIN articles a ON a.num = articles_fts.rowid WHERE articles_fts MATCH ? "
-                "ORDER BY score DESC, a.num LIMIT 50",
-                [match],
-            ).fetchall()
-            if match
-            else []
-        )
+        # kw_ctx: the default, one field holding the sentence and its context at 0.4, whose IDF
+        # counts a word in either; kw_text / kw_context: each alone, with its own statistics.
+        for name, field in (("kw_ctx", "match"), ("kw_text", "text"), ("kw_context", "context")):
+            found, found_scores = reader.keyword.field_scores(field, words, DEPTH)
+            entry[name] = [[i, s] for i, s in zip(found, found_scores, strict=True) if s > 0]
+        article_scores = reader.keyword_article_scores(words, 50, ArticleFilter()) if words else {}
+        rows = list(article_scores.items())
         entry["article"] = [[r[0], r[1]] for r in rows]
         entry["owner"] = {
             str(i): owner[i]

@@ -42,7 +42,12 @@ def rss_kb(directory: Path, texts: list[str], seconds: float) -> tuple[int, int]
 
 
 def disk(directory: Path) -> dict[str, int]:
-    return {p.name: p.stat().st_size for p in sorted(directory.iterdir()) if p.is_file()}
+    """Bytes by top-level entry (a folder, as the keyword index, counts everything in it)."""
+    out = {}
+    for entry in sorted(directory.iterdir()):
+        files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
+        out[entry.name] = sum(p.stat().st_size for p in files)
+    return out
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ How an index of N sentences is made (`build(N)`):
    gaussian noise, renormalised: v' = (v + e) / |v + e|, e ~ N(0, 0.025^2 I); |e| ~ 0.49, so a
    copy has cosine ~0.89 with its original and ~0.80 with another copy of it.
 3. Rows go into the real schema (index.store.SCHEMA) in one transaction: articles, and
-   sentences with their vectors (float16, as a writer stores them); the keyword index
+   sentences with their vectors (int8, as a writer stores them); the keyword index
    (tantivy) is built from those rows as any writer rebuilds it
    (index.keyword_index.KeywordWriter); then the vector
    index the size calls for (index.vectors.plan, the default exact threshold) is built and

@@ -396,7 +396,9 @@ def optimize_cmd(
     force: Annotated[bool, typer.Option(help="Rebuild even if the index suits its size.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Rebuild the vector index for its size: exact, or IVF trained on the stored vectors."""
+    """Merge the vectors' changes into a new base, rebuilt for the index's size when it no
+    longer suits it (exact, or IVF trained on the stored vectors); upgrade an older format;
+    give free pages back."""
     from sift.index.optimize import optimize
 
     directory = command_settings(index).index

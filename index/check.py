@@ -31,6 +31,7 @@ from sift.index.store import (
     read_manifest,
 )
 from sift.index.upkeep import bring_up_to_date
+from sift.index.vectors import vector_bytes
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _check_keyword_index(
 
 
 def _check_rows(conn: sqlite3.Connection, dimension: int, say: Callable[..., None]) -> None:
-    bad_vectors = conn.execute(BAD_VECTOR_SQL, (dimension * 2,)).fetchall()
+    bad_vectors = conn.execute(BAD_VECTOR_SQL, (vector_bytes(dimension),)).fetchall()
     if bad_vectors:
         say("vector_rows", f"{len(bad_vectors)} articles hold a vector of the wrong size")
     orphans = conn.execute(

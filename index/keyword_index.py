@@ -250,6 +250,14 @@ class KeywordIndex:
         query = self._restricted(Query.boolean_query(clauses), schema, "id", allowed)
         return self._top(self.sentences, "id", query, n)
 
+    def field_scores(self, field: str, words: list[str], n: int) -> tuple[list[int], list[float]]:
+        """Sentence ids and BM25 scores over one field alone (text, context or match), best
+        first: for studies of the fields (bench/fusion_study.py)."""
+        clauses = [(Occur.Should, q) for q in self._terms(self.sentence_schema, field, words)]
+        if not clauses:
+            return [], []
+        return self._top(self.sentences, "id", Query.boolean_query(clauses), n)
+
     def article_scores(
         self, words: list[str], n: int, allowed: np.ndarray | None = None
     ) -> tuple[list[int], list[float]]:

@@ -1,7 +1,7 @@
 """The vector index as a base and its changes: a commit writes what it adds, never the whole.
 
-The truth is the sentence rows: each holds its vector (float16, `index.vectors`). The vector
-index searched is derived from them in two parts:
+The truth is the sentence rows: each holds its vector (int8 with a scale, `index.vectors`).
+The vector index searched is derived from them in two parts:
 
 - the **base**: a FAISS file (exact or IVF, `index.vectors`) written by the last merge, holding
   every sentence up to the id `VectorsInfo.covers` that existed then;

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 #: 1: keyword index in SQLite FTS5, float32 vectors rewritten whole by every commit;
-#: 2: keyword index in tantivy (index/keyword_index.py), float16 vectors, a vectors base and
+#: 2: keyword index in tantivy (index/keyword_index.py), int8 vectors, a vectors base and
 #: the changes since it (index/live_vectors.py).
 FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"

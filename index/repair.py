@@ -15,6 +15,7 @@ from sift.index.store import (
     POSITION_GAPS_SQL,
     UNSPLIT_ARTICLES_SQL,
 )
+from sift.index.vectors import vector_bytes
 from sift.index.writer import IndexWriter, PendingArticle
 
 
@@ -26,7 +27,7 @@ class RepairingWriter(IndexWriter):
         query = " UNION ".join(
             [MISMATCHED_SENTENCES_SQL, POSITION_GAPS_SQL, UNSPLIT_ARTICLES_SQL, BAD_VECTOR_SQL]
         )
-        rows = self.conn.execute(query, (self.manifest.model.dimension * 2,)).fetchall()
+        rows = self.conn.execute(query, (vector_bytes(self.manifest.model.dimension),)).fetchall()
         return [r[0] for r in rows]
 
     def reembed(self, article_ids: list[str]) -> None:

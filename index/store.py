@@ -2,7 +2,7 @@
 
 Layout of an index directory:
     manifest.json           what the index is (model, dimension, splitter, counts, times)
-    sift.db                 SQLite: meta, articles, sentences (with their vectors as float16)
+    sift.db                 SQLite: meta, articles, sentences (with their vectors, int8)
     vectors.<gen>.faiss     the base of the vector index, written by the merge of generation
                             <gen>: exact or IVF by size (index/vectors.py); sentences added or
                             removed since are applied from the rows (index/live_vectors.py)
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS sentences (
     start      INTEGER NOT NULL,
     "end"      INTEGER NOT NULL,
     text       TEXT NOT NULL,
-    vector     BLOB NOT NULL,                -- float16 (format 1: float32): the vectors' truth
+    vector     BLOB NOT NULL,                -- int8 + scale (index.vectors; format 1: float32)
     UNIQUE (article_id, position)
 );
 -- Sentences removed since the vector index's base was written (index/live_vectors.py).
@@ -142,7 +142,7 @@ UNSPLIT_ARTICLES_SQL = (
     "SELECT a.id FROM articles a WHERE a.duplicate_of IS NULL AND NOT EXISTS "
     "(SELECT 1 FROM sentences s WHERE s.article_id = a.id)"
 )
-#: Articles with a sentence whose vector blob is not `dimension` float16s (one parameter).
+#: Articles with a sentence whose vector blob is not of the stored length (one parameter).
 BAD_VECTOR_SQL = "SELECT DISTINCT article_id FROM sentences WHERE length(vector) != ?"
 
 

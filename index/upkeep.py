@@ -26,14 +26,14 @@ log = logging.getLogger("sift.index")
 def upgrade_format(directory: Path, conn: sqlite3.Connection, manifest: Manifest) -> Manifest:
     """An index written by an older sift, upgraded in place (nothing stored is lost). Format 1
     kept its keyword index in SQLite FTS5 tables, which format 2 drops for tantivy (built from
-    the rows by `catch_up_keyword`), and its vectors as float32, which format 2 stores as
-    float16; its vectors file becomes the base that later commits add to. The writer holds the
-    lock; it all happens in one transaction, so a crash leaves format 1 as it was."""
+    the rows by `catch_up_keyword`), and its vectors as float32, which format 2 stores as int8
+    with a scale; its vectors file becomes the base that later commits add to. The writer
+    holds the lock; it all happens in one transaction, so a crash leaves format 1 as it was."""
     if manifest.format_version >= FORMAT_VERSION:
         return manifest
     log.warning(
         "upgrading the index at %s from format %d to %d: the keyword index moves from SQLite "
-        "FTS5 to tantivy (built once from the stored rows) and vectors are stored as float16; "
+        "FTS5 to tantivy (built once from the stored rows) and vectors are stored as int8; "
         "nothing stored is lost. `sift optimize` then gives the freed space back.",
         directory,
         manifest.format_version,
@@ -71,7 +71,7 @@ def _statements(script: str) -> list[str]:
 
 
 def _halve_vectors(conn: sqlite3.Connection, dimension: int) -> None:
-    """float32 vector blobs rewritten as float16, in batches."""
+    """float32 vector blobs rewritten as int8 with a scale, in batches."""
     wide = dimension * 4
     last = 0
     while True:

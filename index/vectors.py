@@ -29,22 +29,36 @@ from sift.index.manifest import VectorsInfo, now_iso
 # search, k-means training and IVF assignment are then ~10x slower than they should be.
 faiss.cvar.distance_compute_blas_threshold = 16
 
-#: How a sentence's vector is stored: float16 halves the bytes of float32, and the exact
-#: re-scoring read from it moves a cosine by under 1e-3 (tests/index/test_live_vectors.py).
-VECTOR_DTYPE = np.float16
+#: How a sentence's vector is stored: int8, scaled by its largest component, after that scale
+#: as float32: 388 B at 384 dimensions, a quarter of float32. Re-scoring from it moves a cosine
+#: by 0.0003 on average (0.0025 at most) and keeps 99.8 % of an exact top 10 (BBC News vectors
+#: against 200 near-duplicate queries); float16 (768 B) kept all of it, but an archive of 1M
+#: sentences could not stay within 1,200 B a sentence on disk with it.
+SCALE_BYTES = 4
 
 
 def encode_vector(vector: np.ndarray) -> bytes:
-    return np.asarray(vector, dtype=VECTOR_DTYPE).tobytes()
+    v = np.asarray(vector, dtype=np.float32)
+    scale = np.float32(max(float(np.abs(v).max()), 1e-12) / 127.0)
+    codes = np.clip(np.rint(v / scale), -127, 127).astype(np.int8)
+    return scale.tobytes() + codes.tobytes()
 
 
 def decode_vectors(blobs: list[bytes], dimension: int) -> np.ndarray:
-    """float32 rows from stored blobs (float16; float32 in an index not yet upgraded)."""
+    """float32 rows from stored blobs (int8 with a scale; float32 in an index of format 1)."""
     if not blobs:
         return np.zeros((0, dimension), dtype=np.float32)
     raw = b"".join(blobs)
-    dtype = VECTOR_DTYPE if len(raw) == len(blobs) * dimension * 2 else np.float32
-    return np.frombuffer(raw, dtype=dtype).astype(np.float32).reshape(len(blobs), dimension)
+    if len(raw) == len(blobs) * dimension * 4:  # format 1, before its upgrade
+        return np.frombuffer(raw, dtype=np.float32).reshape(len(blobs), dimension).copy()
+    rows = np.frombuffer(raw, dtype=np.uint8).reshape(len(blobs), SCALE_BYTES + dimension)
+    scales = rows[:, :SCALE_BYTES].copy().view(np.float32)
+    return rows[:, SCALE_BYTES:].view(np.int8).astype(np.float32) * scales
+
+
+def vector_bytes(dimension: int) -> int:
+    """The length of one stored vector."""
+    return SCALE_BYTES + dimension
 
 
 FLAT = "flat"

@@ -1,6 +1,6 @@
 """The vectors base and the changes since it: a commit writes what it adds and tombstones what it
 removes, readers apply both in memory, merges fold them into a new base while readers search,
-and the float16 vectors re-score as the model scored."""
+and the int8 vectors re-score as the model scored (within 0.003)."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_merges_while_readers_search(index: Path) -> None:
     assert check_index(index).ok
 
 
-def test_float16_vectors_rescore_as_the_model_scores(seeded: Sift, embedder: Embedder) -> None:
+def test_stored_vectors_rescore_as_the_model_scores(seeded: Sift, embedder: Embedder) -> None:
     query = embedder.encode(["casualty estimates"])[0]
     scores, ids = seeded.reader.nearest(query, 10)
     texts = seeded.reader.sentences([int(i) for i in ids])
@@ -129,4 +129,4 @@ def test_float16_vectors_rescore_as_the_model_scores(seeded: Sift, embedder: Emb
     exact = embedder.encode(
         [embedding_text(heads[texts[int(i)].article_id].title, texts[int(i)].text) for i in ids]
     )
-    np.testing.assert_allclose(scores, exact @ query, atol=1e-3)
+    np.testing.assert_allclose(scores, exact @ query, atol=3e-3)
