@@ -204,7 +204,11 @@ class KeywordIndex:
         tokens = dict.fromkeys(t for w in words for t in analyse(w))
         return [Query.term_query(schema, field, t, index_option="freq") for t in tokens]
 
-    def _restricted(self, query: Query, schema: tantivy.Schema, field: str, allowed) -> Query:  # type: ignore[no-untyped-def]
+    def _restricted(
+        self, query: Query, schema: tantivy.Schema, field: str, allowed: np.ndarray | None
+    ) -> Query:
+        """`query`, over the documents whose `field` is in `allowed` only (a filter applied
+        before ranking: the set scores nothing)."""
         if allowed is None:
             return query
         keys = [int(k) for k in allowed]

@@ -78,7 +78,8 @@ def rows(index: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]
         blobs = [r[0] for r in conn.execute("SELECT vector FROM sentences ORDER BY id")]
     finally:
         conn.close()
-    return articles, sentences, decode_vectors(blobs, 384)
+    vectors = decode_vectors(blobs, 384)
+    return articles, sentences, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def assert_same_index(got: Path, want: Path, queries: list[str]) -> None:
