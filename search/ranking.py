@@ -6,6 +6,7 @@ tantivy) before anything is ranked, so a filtered page is as full as the matches
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,9 @@ from sift.settings import Settings
 
 #: How many of the best articles by their own BM25 lend their rank to their sentences.
 ARTICLE_DEPTH = 50
+#: Threads for the keyword ranking of hybrid searches, beside the dense one (both release the
+#: GIL); more than the cores, as a server's searches come in together.
+_SIDE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sift-keyword")
 
 
 @dataclass
@@ -46,6 +50,15 @@ def rank_sentences(
     if articles is None:
         articles = mode == "hybrid" and settings.weight_article > 0
     allowed = reader.allowed_sentences(flt) if flt else None
+    words = query_terms(query) if mode in ("hybrid", "keyword") else []
+    # convex fuses scores: each field with its own statistics, so that a headline restated in a
+    # sentence counts in full there (rrf fuses ranks, and ranks better with one field).
+    per_field = settings.fusion == "convex"
+    keyword: Future[tuple[list[int], list[float]]] | None = None
+    if words and mode == "hybrid" and vector is not None:
+        # The keyword ranking runs in tantivy while FAISS runs here: both release the GIL, so
+        # a hybrid search waits for the slower of the two, not for their sum.
+        keyword = _SIDE.submit(reader.keyword_sentences, words, depth, allowed, per_field)
     dense_ids: list[int] = []
     dense_scores: list[float] = []
     if mode in ("hybrid", "dense") and vector is not None:
@@ -58,13 +71,11 @@ def rank_sentences(
     keyword_scores: list[float] = []
     article_ids: list[str] = []
     article_scores: dict[str, float] = {}
-    words = query_terms(query) if mode in ("hybrid", "keyword") else []
     if words:
-        # convex fuses scores: each field with its own statistics, so that a headline restated
-        # in a sentence counts in full there (rrf fuses ranks, and ranks better with one field).
-        keyword_ids, keyword_scores = reader.keyword_sentences(
-            words, depth, allowed, per_field=settings.fusion == "convex"
-        )
+        if keyword is not None:
+            keyword_ids, keyword_scores = keyword.result()
+        else:
+            keyword_ids, keyword_scores = reader.keyword_sentences(words, depth, allowed, per_field)
         if articles:
             article_scores = reader.keyword_article_scores(words, ARTICLE_DEPTH, flt)
             article_ids = list(article_scores)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -93,8 +94,7 @@ def test_kill_at_random_points_then_resume(tmp_path: Path, embedder: Embedder) -
             time.sleep(startup)
         time.sleep(rng.uniform(0.0, 1.0 + ARTICLES / 300))
         if proc.poll() is not None:  # finished before the kill: start again from scratch
-            for path in index.iterdir():
-                path.unlink()
+            shutil.rmtree(index)
             seen_progress.clear()
             continue
         proc.send_signal(signal.SIGKILL)
