@@ -1,6 +1,8 @@
 """Load: 64 concurrent clients for 60 s against a real `sift serve` on 127.0.0.1, mixed searches
-and writes (POST /articles, DELETE /articles). Prints requests/s, latency percentiles by kind,
-and the error count (which must be 0).
+and writes (POST /articles, DELETE /articles), after a few warm-up writes and searches (the first
+write loads the model). Prints requests/s, latency percentiles by kind, the error count (which
+must be 0), and what the server process wrote and its peak RSS (with `--workers 2` these are the
+parent's only).
 
     .venv/bin/python bench/load.py [--clients 64] [--seconds 60] [--write-share 0.1] [--workers 1]
     .venv/bin/python bench/load.py --size 1000000     # on a copy of the synthetic 1M index
@@ -112,6 +114,14 @@ def main() -> None:
         log: list = []  # type: ignore[type-arg]
         env = {"SIFT_WORKERS": str(args.workers)}
         with serve(index, Path(tmp) / "server.log", env) as server:
+            # Warm up as a running server is: the first write loads the model (seconds), the
+            # first searches the query encoder and the index pages. Each worker, as requests
+            # fall to them.
+            with httpx.Client(base_url=server.url, timeout=120) as http:
+                for n in range(2 * args.workers):
+                    doc = {"id": f"warm-{n}", "text": "Warm up the server's writer."}
+                    http.post("/articles", json=doc).raise_for_status()
+                    http.get("/search", params={"q": QUERIES[n % len(QUERIES)]})
             written = server.written_bytes()
             deadline = time.monotonic() + args.seconds
             started = time.perf_counter()
