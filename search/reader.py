@@ -86,8 +86,12 @@ class IndexReader:
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Every read inside sees one committed state, whatever a writer commits meanwhile."""
+        """Every read inside sees one committed state, whatever a writer commits meanwhile.
+        Inside another snapshot (of this thread), the outer one's state."""
         conn = self._conn()
+        if conn.in_transaction:
+            yield
+            return
         conn.execute("BEGIN")
         try:
             yield
