@@ -173,7 +173,9 @@ class LiveVectors:
             "SELECT (SELECT coalesce(max(id), 0) FROM sentences), "
             "(SELECT coalesce(max(seq), 0) FROM vector_tombstones)"
         ).fetchone()
-        return cls(build(conn, dimension, info), None, marks[0], marks[1])
+        # Built from every row up to these marks: later commits are applied from them, as to
+        # the base the manifest names (a merge that names another reloads).
+        return cls(build(conn, dimension, info), info.file, marks[0], marks[1])
 
     def _apply(self, changes: Changes, removals: bool) -> None:
         if removals and len(changes.removed):

@@ -72,7 +72,7 @@ def maybe_optimize(
         manifest = _commit_base(directory, conn, manifest, info, rebuild=reason is not None)
     except (RuntimeError, sqlite3.Error, MemoryError, OSError) as exc:  # faiss: RuntimeError
         log.warning("vectors not merged (%s): %s; run sift optimize", reason or "merge", exc)
-        return manifest
+        return read_manifest(conn) or manifest  # what SQLite holds, had it committed after all
     log.info(
         "vectors base written as %s in %.1f s: %s",
         manifest.vectors.factory,

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
-from sift.errors import WriterBusy
+from sift.errors import StoreError, WriterBusy
 from sift.index.generations import commit_generation, next_generation
 from sift.index.keyword_index import KeywordWriter
 from sift.index.lock import acquire_write_lock
@@ -102,12 +102,31 @@ def catch_up_keyword(keyword: KeywordWriter, conn: sqlite3.Connection, generatio
         log.info("keyword index caught up with generation %d: %d keys", generation, applied)
 
 
+def refuse_newer(directory: Path, manifest: Manifest) -> None:
+    """An index written by a newer sift is neither read nor touched (its files may differ)."""
+    if manifest.format_version > FORMAT_VERSION:
+        raise StoreError(
+            f"index {directory} has format version {manifest.format_version}; this "
+            f"sift reads up to {FORMAT_VERSION}: upgrade sift"
+        )
+
+
 def bring_up_to_date(directory: Path, manifest: Manifest, keyword_generation: int | None) -> bool:
     """For a reader: upgrade the format, or catch the keyword index up, when either is due and
-    no one else writes (a writer does both itself). True when something was done."""
+    no one else writes (a writer does both itself). True when something was done. A failure
+    (a full disk, a read-only folder) is logged: the reader goes on with what there is."""
+    refuse_newer(directory, manifest)
     due = manifest.format_version < FORMAT_VERSION or keyword_generation != manifest.generation
     if not due:
         return False
+    try:
+        return _bring_up_to_date(directory)
+    except (StoreError, OSError, ValueError, sqlite3.Error) as exc:
+        log.warning("index %s not brought up to date: %s", directory, exc)
+        return False
+
+
+def _bring_up_to_date(directory: Path) -> bool:
     try:
         lock = acquire_write_lock(directory)
     except WriterBusy:

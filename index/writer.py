@@ -26,7 +26,7 @@ from sift.index.recipe import embedding_text, text_hash
 from sift.index.records import Article, Failure, Sentence
 from sift.index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
 from sift.index.store import SCHEMA, connect, read_manifest
-from sift.index.upkeep import catch_up_keyword, upgrade_format
+from sift.index.upkeep import catch_up_keyword, refuse_newer, upgrade_format
 from sift.index.vectors import EXACT_MAX, build, encode_vector, plan
 
 #: Sentences embedded per model call batch group; bounds memory on a large run.
@@ -119,10 +119,15 @@ class IndexWriter:
         if manifest is None:
             raise StoreError(f"{self.directory / DATABASE_FILE} holds no manifest")
         check_model(manifest, self.embedder, self.directory)
+        refuse_newer(self.directory, manifest)
         manifest = upgrade_format(self.directory, self.conn, manifest)
         heal_files(self.directory, manifest)
         self.keyword = KeywordWriter(self.directory)
-        catch_up_keyword(self.keyword, self.conn, manifest.generation)
+        try:
+            catch_up_keyword(self.keyword, self.conn, manifest.generation)
+        except BaseException:
+            self.keyword.close()  # its tantivy writers hold their own locks
+            raise
         self.manifest = manifest
         self._dirty = False
         self._batch_sentences = 0

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sift.errors import InvalidRequest, ReadOnly, StoreError
+from sift.errors import InvalidRequest, ReadOnly
 from sift.index.embed import Embedder, embedder_for
 from sift.index.ingest import IngestTally, article_or_failure, read_inputs, within_limits
-from sift.index.manifest import FORMAT_VERSION, Manifest
+from sift.index.manifest import Manifest
 from sift.index.records import Article, Failure
 from sift.index.store import connect, read_manifest
+from sift.index.upkeep import refuse_newer
 from sift.index.writer import IndexSummary, IndexWriter, check_model
 from sift.search.answer import answer
 from sift.search.encoders import (
@@ -103,11 +104,8 @@ class Sift:
             self._queries_ready = True  # exported, or the model keeps torch: nothing more to do
 
     def _check_format(self, manifest: Manifest | None) -> None:
-        if manifest is not None and manifest.format_version > FORMAT_VERSION:
-            raise StoreError(
-                f"index {self.directory} has format version {manifest.format_version}; this "
-                f"sift reads up to {FORMAT_VERSION}: upgrade sift"
-            )
+        if manifest is not None:
+            refuse_newer(self.directory, manifest)
 
     @property
     def reader(self) -> IndexReader:

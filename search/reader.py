@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,10 +53,8 @@ class IndexReader:
         if manifest is None:
             raise StoreError(f"index at {directory} has no manifest: it was never committed")
         bring_up_to_date(directory, manifest, keyword_generation(directory))
-        with self.snapshot():
-            manifest = read_manifest(self._conn()) or manifest
-            self.vectors = LiveVectors.load(directory, manifest, self._conn())
-        self.manifest: Manifest = manifest
+        self.manifest: Manifest
+        self.manifest, self.vectors = self._load(None)
         self.keyword = KeywordIndex(directory)
 
     def _conn(self) -> sqlite3.Connection:
@@ -69,20 +68,43 @@ class IndexReader:
     def refresh(self) -> bool:
         """Pick up a newer commit, if there is one. True when something changed. The vectors
         take the commit's changes in memory (a new base after a merge); the keyword index
-        reloads (and is caught up first when a crashed writer left it behind)."""
+        reloads when it moved on, which is after the commit that it follows (and is caught up
+        first when a crashed writer left it behind)."""
         manifest = read_manifest(self._conn())
-        if manifest is None or manifest.generation == self.manifest.generation:
+        if manifest is None:
             return False
+        if manifest.generation == self.manifest.generation:
+            if keyword_generation(self.directory) == self.keyword.generation:
+                return False
+            with self._reload_lock:
+                self.keyword.reload()
+            return True
         with self._reload_lock:
             if manifest.generation == self.manifest.generation:
                 return False
             bring_up_to_date(self.directory, manifest, keyword_generation(self.directory))
-            with self.snapshot():
-                manifest = read_manifest(self._conn()) or manifest
-                vectors = self.vectors.catch_up(self.directory, manifest, self._conn())
+            self.manifest, self.vectors = self._load(self.vectors)
             self.keyword.reload()
-            self.manifest, self.vectors = manifest, vectors
         return True
+
+    def _load(self, vectors: LiveVectors | None) -> tuple[Manifest, LiveVectors]:
+        """The committed manifest and the vectors brought to it, read in one snapshot. A base
+        file that a newer merge has pruned since the manifest was read is not rebuilt: the
+        newer manifest, which names the new base, is read instead."""
+        attempts = 10
+        for attempt in range(attempts):
+            with self.snapshot():
+                manifest = read_manifest(self._conn())
+                if manifest is None:
+                    raise StoreError(f"index at {self.directory} has no manifest")
+                base = manifest.vectors.file
+                found = base is None or (self.directory / base).exists()
+                if found or attempt == attempts - 1:  # at last, LiveVectors rebuilds from rows
+                    if vectors is None:
+                        return manifest, LiveVectors.load(self.directory, manifest, self._conn())
+                    return manifest, vectors.catch_up(self.directory, manifest, self._conn())
+            time.sleep(0.01)
+        raise AssertionError("unreachable")
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sift.index.check import check_index
 from sift.index.keyword_index import KeywordIndex, KeywordWriter, keyword_generation
+from sift.index.lock import acquire_write_lock
 from sift.index.records import Article
 from sift.search.engine import Sift
 from sift.search.results import SearchRequest
@@ -148,3 +149,26 @@ def test_format_1_is_upgraded_in_place_losing_nothing(
     conn.close()
     assert not {"sentences_fts", "articles_fts"} & tables
     assert check_index(index).ok and held_once(index)
+
+
+def test_a_reader_follows_the_keyword_index_when_it_moves_on_after_the_commit(
+    index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that took a commit while its keyword index still lagged (the writer between
+    its SQLite commit and its keyword commit) reloads the keyword index once it catches up,
+    without waiting for another commit."""
+    reader = Sift(Settings(index=index))
+    request = SearchRequest(q="quince orchards", mode="keyword", k=5, context=0)
+    assert not reader.search(request).results  # opened, at generation 1
+    monkeypatch.setattr(KeywordWriter, "sync", lambda *a, **k: (_ for _ in ()).throw(SystemExit))
+    with pytest.raises(SystemExit):
+        Sift(Settings(index=index)).index_articles([Article(id="q", text="Quince orchards.")])
+    monkeypatch.undo()
+    lock = acquire_write_lock(index)  # a writer still busy: the reader cannot catch it up
+    try:
+        assert [h.article_id for h in reader.search(request).results] == []
+        assert reader.reader.manifest.generation == 2
+    finally:
+        lock.release()
+    assert check_index(index).ok  # the keyword index catches up (as the writer would)
+    assert [h.article_id for h in reader.search(request).results] == ["q"]
