@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClusterUnavailable",
     "ConfigError",
+    "DiskFull",
     "EncoderUnavailable",
     "FeedError",
     "FetchError",
@@ -32,6 +33,7 @@ __all__ = [
     "SitemapError",
     "StoreError",
     "WriterBusy",
+    "out_of_room",
     "validation_message",
 ]
 
@@ -145,6 +147,32 @@ class WriterBusy(StoreError):
 
     code = "index_busy"
     http_status = 409
+
+
+class DiskFull(StoreError):
+    """A write ran out of space (a full disk, a quota, a file size limit): the index keeps its
+    last commit."""
+
+    code = "disk_full"
+    http_status = 507
+
+
+#: errno values of a write that found no room: ENOSPC, EFBIG (a file size limit), EDQUOT.
+_NO_ROOM = {28, 27, 122}
+#: SQLite's names for the same: its own "full", and a failed write (how a file size limit
+#: reaches it).
+_SQLITE_NO_ROOM = {"SQLITE_FULL", "SQLITE_IOERR_WRITE"}
+_NO_ROOM_WORDS = ("no space left", "file too large", "disk quota", "database or disk is full")
+
+
+def out_of_room(exc: BaseException) -> bool:
+    """Whether a failure of a write is a lack of space, whichever library raised it (SQLite,
+    the OS, tantivy or FAISS, which report it in their messages)."""
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        return True
+    if getattr(exc, "sqlite_errorname", None) in _SQLITE_NO_ROOM:
+        return True
+    return any(words in str(exc).lower() for words in _NO_ROOM_WORDS)
 
 
 class ReadOnly(SiftError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sift.errors import InvalidRequest, ReadOnly
+from sift.errors import DiskFull, InvalidRequest, ReadOnly, SiftError, out_of_room
 from sift.index.embed import Embedder, embedder_for
 from sift.index.ingest import IngestTally, article_or_failure, read_inputs, within_limits
 from sift.index.manifest import Manifest
@@ -256,19 +257,27 @@ class Sift:
                 f"index {self.directory} is served read-only: write to the primary index "
                 "and take a new snapshot (sift snapshot)"
             )
-        with (
-            self._write_lock,
-            IndexWriter(
-                self.directory,
-                self.embedder,
-                settings.commit_every,
-                settings.commit_seconds,
-                settings.write_wait or 0.0,
-                settings.merge_min,
-            ) as writer,
-        ):
-            stage(writer)
-            summary = writer.commit()
+        try:
+            with (
+                self._write_lock,
+                IndexWriter(
+                    self.directory,
+                    self.embedder,
+                    settings.commit_every,
+                    settings.commit_seconds,
+                    settings.write_wait or 0.0,
+                    settings.merge_min,
+                ) as writer,
+            ):
+                stage(writer)
+                summary = writer.commit()
+        except (OSError, sqlite3.Error, ValueError, RuntimeError) as exc:
+            if isinstance(exc, SiftError) or not out_of_room(exc):
+                raise
+            raise DiskFull(
+                f"out of space while writing to {self.directory} ({exc}): the index keeps its "
+                "last commit; free some space and run again (what was committed is skipped)"
+            ) from exc
         if self._reader is not None:
             self._reader.refresh()
         return summary
