@@ -228,6 +228,33 @@ class KeywordIndex:
         best = sorted(zip(keys, (s for s, _ in hits), strict=True), key=lambda h: (-h[1], h[0]))
         return [int(k) for k, _ in best], [float(s) for _, s in best]  # type: ignore[arg-type]
 
+    def _any(
+        self, schema: tantivy.Schema, field: str, words: Iterable[str], boost: float = 1.0
+    ) -> list[tuple[Occur, Query]]:
+        """One optional clause per analysed word of `words` on `field` (BM25, OR)."""
+        terms = self._terms(schema, field, words)
+        if boost != 1.0:
+            terms = [Query.boost_query(q, boost) for q in terms]
+        return [(Occur.Should, q) for q in terms]
+
+    def _ranked(
+        self,
+        sentences: bool,
+        clauses: list[tuple[Occur, Query]],
+        n: int,
+        allowed: np.ndarray | None,
+    ) -> tuple[list[int], list[float]]:
+        """The best `n` keys (sentence ids, or article nums) for the OR of `clauses`."""
+        if not clauses:
+            return [], []
+        index, schema, key = (
+            (self.sentences, self.sentence_schema, "id")
+            if sentences
+            else (self.articles, self.article_schema, "num")
+        )
+        query = self._restricted(Query.boolean_query(clauses), schema, key, allowed)
+        return self._top(index, key, query, n)
+
     def sentence_scores(
         self,
         words: list[str],
@@ -242,36 +269,22 @@ class KeywordIndex:
         in full)."""
         schema = self.sentence_schema
         if per_field:
-            clauses = [(Occur.Should, q) for q in self._terms(schema, "text", words)]
-            clauses += [
-                (Occur.Should, Query.boost_query(q, CONTEXT_WEIGHT))
-                for q in self._terms(schema, "context", words)
-            ]
+            clauses = self._any(schema, "text", words)
+            clauses += self._any(schema, "context", words, CONTEXT_WEIGHT)
         else:
-            clauses = [(Occur.Should, q) for q in self._terms(schema, "match", words)]
-        if not clauses:
-            return [], []
-        query = self._restricted(Query.boolean_query(clauses), schema, "id", allowed)
-        return self._top(self.sentences, "id", query, n)
+            clauses = self._any(schema, "match", words)
+        return self._ranked(True, clauses, n, allowed)
 
     def field_scores(self, field: str, words: list[str], n: int) -> tuple[list[int], list[float]]:
         """Sentence ids and BM25 scores over one field alone (text, context or match), best
         first: for studies of the fields (bench/fusion_study.py)."""
-        clauses = [(Occur.Should, q) for q in self._terms(self.sentence_schema, field, words)]
-        if not clauses:
-            return [], []
-        return self._top(self.sentences, "id", Query.boolean_query(clauses), n)
+        return self._ranked(True, self._any(self.sentence_schema, field, words), n, None)
 
     def article_scores(
         self, words: list[str], n: int, allowed: np.ndarray | None = None
     ) -> tuple[list[int], list[float]]:
         """Article nums and BM25 scores over title and text, best first (`article_match`)."""
-        schema = self.article_schema
-        clauses = [(Occur.Should, q) for q in self._terms(schema, "match", words)]
-        if not clauses:
-            return [], []
-        query = self._restricted(Query.boolean_query(clauses), schema, "num", allowed)
-        return self._top(self.articles, "num", query, n)
+        return self._ranked(False, self._any(self.article_schema, "match", words), n, allowed)
 
     def _phrase(self, schema: tantivy.Schema, field: str, words: Iterable[str]) -> Query | None:
         tokens = analyse(" ".join(words))
