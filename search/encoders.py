@@ -5,6 +5,8 @@ the same factory as the indexing backend (`Embedder.onnx_encoder`)."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -73,3 +75,36 @@ def _wants_onnx(settings: Settings, manifest: Manifest) -> bool:
     if settings.query_encoder == "torch":
         return False
     return settings.model is None or resolve_model(settings.model)[0] == manifest.model.name
+
+
+class QueryVectors:
+    """Query vectors by query text, the most recently used `size` of them: news traffic
+    repeats its queries (the day's names and events), and a repeated query then costs no
+    model call. A query's vector depends only on its text and the encoder, so nothing a
+    write does makes one stale."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encode(self, encoder: QueryEncoder, queries: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            for query in queries:
+                vector = self._vectors.get(query)
+                if vector is not None:
+                    self._vectors.move_to_end(query)
+                    out[query] = vector
+        missing = [q for q in dict.fromkeys(queries) if q not in out]
+        if missing:
+            fresh = dict(zip(missing, encoder.encode(missing), strict=True))
+            out.update(fresh)
+            with self._lock:
+                for query, vector in fresh.items():
+                    vector.setflags(write=False)
+                    self._vectors[query] = vector
+                    self._vectors.move_to_end(query)
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        return out

@@ -21,6 +21,7 @@ from sift.index.writer import IndexSummary, IndexWriter, check_model
 from sift.search.answer import answer
 from sift.search.encoders import (
     QueryEncoder,
+    QueryVectors,
     choose_query_encoder,
     prepare_query_encoder,
     query_encoder_ready,
@@ -45,6 +46,7 @@ class Sift:
         self.directory = settings.index
         self._embedder: Embedder | None = None
         self._query_encoder: QueryEncoder | None = None
+        self._query_vectors = QueryVectors()
         self._queries_ready = False
         self._query_lock = threading.Lock()
         self._reader: IndexReader | None = None
@@ -147,7 +149,7 @@ class Sift:
             encoder.load()  # loading the model is start-up, not query time
             started = time.perf_counter()
             queries = list(dict.fromkeys(r.parsed().text for r in needs_vector))
-            vectors = dict(zip(queries, encoder.encode(queries), strict=True))
+            vectors = self._query_vectors.encode(encoder, queries)
             embed_ms = (time.perf_counter() - started) * 1000 / len(requests)
         else:
             embed_ms = 0.0

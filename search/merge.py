@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from sift.search.reader import IndexReader, SentenceRow
 
@@ -30,13 +31,24 @@ _MIN_WORDS_FOR_OVERLAP = 5
 
 @dataclass
 class Scored:
-    """One hit sentence: its row, its score and its place in the walk (lower is better)."""
+    """One hit sentence: its row, its score and its place in the walk (lower is better).
+    Its words are read only when copies are compared."""
 
     row: SentenceRow
     score: float
     order: int
-    words: frozenset[str] = frozenset()
-    key: str = ""
+
+    @cached_property
+    def _tokens(self) -> list[str]:
+        return _TOKEN.findall(self.row.text.lower())
+
+    @cached_property
+    def words(self) -> frozenset[str]:
+        return frozenset(self._tokens)
+
+    @cached_property
+    def key(self) -> str:
+        return " ".join(self._tokens)
 
 
 @dataclass
@@ -50,6 +62,7 @@ class Merged:
     also_in: list[str] = field(default_factory=list)
     shown: bool = False  # holds a result that an earlier page showed
     seen: list[Scored] = field(default_factory=list)  # every sentence of the passage
+    seen_keys: set[str] = field(default_factory=set)  # their words, as one string each
 
     @property
     def best(self) -> Scored:
@@ -103,7 +116,7 @@ def merge_walk(
         if row is None or row.article_id in closed:  # None: removed since the ranking was read
             continue
         article = row.article_id
-        hit = _scored(row, scores[sid], order)
+        hit = Scored(row, scores[sid], order)
         # Once the page is full the walk goes on only while a result on it can still take a
         # hit, so that a result is the same on a short page as on a long one; what comes
         # after the page is not compared for copies (it is not shown).
@@ -187,14 +200,10 @@ def _context_copy(sentence: Scored, hits: set[int], before: list[Scored], thresh
     return sentence.row.position not in hits and any(_same(b, sentence, threshold) for b in before)
 
 
-def _scored(row: SentenceRow, score: float, order: int) -> Scored:
-    tokens = [t.lower() for t in _TOKEN.findall(row.text)]
-    return Scored(row, score, order, frozenset(tokens), " ".join(tokens))
-
-
 def _see(reader: IndexReader, result: Merged) -> None:
     rows = reader.sentences_between(result.article_id, result.first, result.last)
-    result.seen = [_scored(r, 0.0, -1) for r in rows]
+    result.seen = [Scored(r, 0.0, -1) for r in rows]
+    result.seen_keys = {s.key for s in result.seen}
 
 
 def _copied(result: Merged, hit: Scored, threshold: float) -> bool:
@@ -202,12 +211,19 @@ def _copied(result: Merged, hit: Scored, threshold: float) -> bool:
     passage; in the same article, one of its hits word for word (a repeated line)."""
     if result.article_id == hit.row.article_id:
         return any(h.key == hit.key for h in result.hits)
-    return any(_same(s, hit, threshold) for s in result.seen)
+    if hit.key in result.seen_keys:
+        return True
+    return any(_overlap(s.words, hit.words, threshold) for s in result.seen)
 
 
 def _same(a: Scored, b: Scored, threshold: float) -> bool:
-    if a.key == b.key:
-        return True
-    if min(len(a.words), len(b.words)) < _MIN_WORDS_FOR_OVERLAP:
+    return a.key == b.key or _overlap(a.words, b.words, threshold)
+
+
+def _overlap(a: frozenset[str], b: frozenset[str], threshold: float) -> bool:
+    small, large = sorted((len(a), len(b)))
+    # Jaccard is at most small / large: most pairs are told apart by their sizes alone.
+    if small < _MIN_WORDS_FOR_OVERLAP or small < threshold * large:
         return False
-    return len(a.words & b.words) / len(a.words | b.words) >= threshold
+    shared = len(a & b)
+    return shared / (small + large - shared) >= threshold

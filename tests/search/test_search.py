@@ -129,3 +129,26 @@ def test_missing_index_says_how_to_make_one(tmp_path: Path) -> None:
 def test_unicode_queries_are_handled(seeded: Sift) -> None:
     for query in ("دفاع", "🎉 pact", "zero\u200bwidth pact", "control\x07char pact"):
         assert seeded.search(SearchRequest(q=query, k=2)).results
+
+
+def test_a_repeated_query_embeds_once_and_ranks_the_same(seeded: Sift) -> None:
+    encoder = seeded.query_encoder
+    calls: list[list[str]] = []
+    real = encoder.encode
+
+    def counting(texts, progress=None):  # type: ignore[no-untyped-def]
+        calls.append(list(texts))
+        return real(texts, progress)
+
+    encoder.encode = counting  # type: ignore[method-assign]
+    try:
+        query = "who signed the defence pact in the repeated query test"
+        first = seeded.search(query, mode="dense")
+        again = seeded.search(query, mode="hybrid")
+        third = seeded.search(query, mode="dense")
+    finally:
+        del encoder.encode
+    assert calls == [[query]]
+    assert [h.article_id for h in first.results] == [h.article_id for h in third.results]
+    assert [h.score for h in first.results] == [h.score for h in third.results]
+    assert again.results
