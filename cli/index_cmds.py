@@ -101,6 +101,13 @@ def index_cmd(
             summary = engine.index_articles(_counted(items, on_article))
     if live is not None:
         live.remember(summary)
+    with (
+        err.status("Merging the vectors into a new base ...", spinner="dots")
+        if show_progress and engine.merging()
+        else nullcontext(),
+        errors_to_exit(),
+    ):
+        engine.wait_for_merges()  # a run ends with its index merged, as a run without them
     _report_index(summary, settings, tally, as_json, live)
     if summary.sentences and not engine.queries_ready():
         with (

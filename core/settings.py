@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         description="Sentences added or removed since the vectors base above which a commit "
         "merges them into a new base (once they also pass 10 % of the index).",
     )
+    merges: Literal["background", "inline"] = Field(
+        default="background",
+        description="Where merges of the vectors run: background (a thread builds the new base "
+        "while writes go on; a commit installs it in a moment) or inline (the commit that makes "
+        "one due waits for it).",
+    )
     ray_address: str | None = Field(
         default=None,
         description="Index on a Ray cluster: local (start one here), auto (join the running "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from sift.index.manifest import (
     write_json_atomically,
 )
 from sift.index.store import SCHEMA, prune_vectors, save_vectors
+
+#: Bases that merges in the background wrote ahead of their commit (`index.merging`).
+PART_GLOB = "merge-*.part"
 
 
 def create_index(directory: Path, manifest: Manifest) -> None:
@@ -53,10 +57,41 @@ def heal_files(directory: Path, manifest: Manifest) -> None:
     manifest.json (a description of the committed state) up to date."""
     for stale in directory.glob(".*.tmp"):
         stale.unlink(missing_ok=True)
+    remove_orphan_parts(directory)
     prune_vectors(directory, manifest.vectors.file)
     written = directory / MANIFEST_FILE
     if not written.exists() or written.read_text(encoding="utf-8") != manifest_json(manifest):
         write_json_atomically(written, manifest_json(manifest))
+
+
+def remove_orphan_parts(directory: Path) -> None:
+    """Bases built in the background (`index.merging`) by processes that are gone."""
+    for part in directory.glob(PART_GLOB):
+        pid = part.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class BuiltBase:
+    """A vectors base written ahead of its commit by a merge in the background: the part
+    file, and the last sentence id and tombstone it folds in."""
+
+    part: Path
+    covers: int
+    tombstones: int
 
 
 def next_generation(manifest: Manifest, **update: Any) -> Manifest:
@@ -70,19 +105,24 @@ def commit_generation(
     conn: sqlite3.Connection,
     manifest: Manifest,
     meta: Mapping[str, str] | None = None,
-    base: faiss.Index | None = None,
+    base: faiss.Index | BuiltBase | None = None,
 ) -> None:
     """Make `manifest` (from `next_generation`) the committed state. `conn` is in the write
     transaction that staged the rows; it ends committed, or raises with the caller left to roll
     back (nothing of the new generation is then visible). `base`: a merge's new vector base,
-    written (durably) before the commit that names it; the removals it folds in are forgotten
-    in the same commit."""
+    written (durably) before the commit that names it, or one a merge wrote ahead (`BuiltBase`);
+    the removals it folds in are forgotten in the same commit."""
     if base is not None:
-        covers = conn.execute("SELECT coalesce(max(id), 0) FROM sentences").fetchone()[0]
         name = vectors_file(manifest.generation)
+        if isinstance(base, BuiltBase):  # built from an earlier state: later changes stay
+            covers = base.covers
+            os.replace(base.part, directory / name)
+            conn.execute("DELETE FROM vector_tombstones WHERE seq <= ?", (base.tombstones,))
+        else:
+            covers = conn.execute("SELECT coalesce(max(id), 0) FROM sentences").fetchone()[0]
+            save_vectors(directory, base, name)
+            conn.execute("DELETE FROM vector_tombstones")
         manifest.vectors = manifest.vectors.model_copy(update={"file": name, "covers": covers})
-        save_vectors(directory, base, name)
-        conn.execute("DELETE FROM vector_tombstones")
     rows = [("manifest", manifest.model_dump_json()), *(meta or {}).items()]
     conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
     conn.execute("COMMIT")

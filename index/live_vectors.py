@@ -33,7 +33,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 from sift.index.manifest import Manifest
-from sift.index.vectors import FLAT, build, decode_vectors, kind_of, single_threaded
+from sift.index.vectors import (
+    EXACT_MAX,
+    FLAT,
+    build,
+    decode_vectors,
+    kind_of,
+    single_threaded,
+    why_rebuild,
+)
 
 log = logging.getLogger("sift.index")
 
@@ -91,6 +99,20 @@ def merge_due(conn: sqlite3.Connection, manifest: Manifest, merge_min: int = MER
     base = max(manifest.counts.sentences, 1)
     limit = max(merge_min, MERGE_SHARE * base)
     return pending_changes(conn, manifest.vectors.covers or 0) > limit
+
+
+def merge_reason(
+    conn: sqlite3.Connection, manifest: Manifest, merge_min: int = MERGE_MIN
+) -> tuple[bool, str | None]:
+    """Whether a new base is due and why: (True, why) a new index for the size (`why_rebuild`),
+    (False, why) a merge of the changes (`merge_due`), (False, None) none."""
+    threshold = manifest.vectors.threshold or EXACT_MAX
+    reason = why_rebuild(manifest.counts.sentences, manifest.vectors, threshold)
+    if reason is not None:
+        return True, reason
+    if merge_due(conn, manifest, merge_min):
+        return False, "merged the changes since the last base"
+    return False, None
 
 
 class _ReadWriteLock:

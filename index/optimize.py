@@ -18,7 +18,7 @@ from pathlib import Path
 from sift.errors import StoreError
 from sift.index.generations import commit_generation, next_generation
 from sift.index.keyword_index import KeywordWriter, advance_keyword
-from sift.index.live_vectors import MERGE_MIN, merge_due, merged, pending_changes
+from sift.index.live_vectors import MERGE_MIN, merge_reason, merged, pending_changes
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import (
     Manifest,
@@ -60,24 +60,24 @@ def maybe_optimize(
     vectors base when `why_rebuild` calls for another kind of index, or the changes since the
     base call for a merge (`live_vectors.merge_due`). One that fails leaves the commit as it
     was (the changes stay applied from the rows)."""
-    threshold = manifest.vectors.threshold or EXACT_MAX
-    reason = why_rebuild(manifest.counts.sentences, manifest.vectors, threshold)
-    if reason is None and not merge_due(conn, manifest, merge_min):
+    rebuild, reason = merge_reason(conn, manifest, merge_min)
+    if reason is None:
         return manifest
     started = time.perf_counter()
     try:
         info = manifest.vectors
-        if reason is not None:
+        if rebuild:
+            threshold = manifest.vectors.threshold or EXACT_MAX
             info = plan(manifest.counts.sentences, manifest.model.dimension, threshold)
-        manifest = _commit_base(directory, conn, manifest, info, rebuild=reason is not None)
+        manifest = _commit_base(directory, conn, manifest, info, rebuild=rebuild)
     except (RuntimeError, sqlite3.Error, MemoryError, OSError) as exc:  # faiss: RuntimeError
-        log.warning("vectors not merged (%s): %s; run sift optimize", reason or "merge", exc)
+        log.warning("vectors not merged (%s): %s; run sift optimize", reason, exc)
         return read_manifest(conn) or manifest  # what SQLite holds, had it committed after all
     log.info(
         "vectors base written as %s in %.1f s: %s",
         manifest.vectors.factory,
         _since(started),
-        reason or "merged the changes since the last base",
+        reason,
     )
     return manifest
 

@@ -20,6 +20,7 @@ from sift.index.keyword_index import KeywordWriter, forget_applied
 from sift.index.live_vectors import MERGE_MIN
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import DATABASE_FILE, Counts, Manifest, ModelInfo, SplitterInfo, now_iso
+from sift.index.merging import BackgroundMerges
 from sift.index.optimize import maybe_optimize
 from sift.index.pipeline import Prepared, read_ahead
 from sift.index.recipe import embedding_text, text_hash
@@ -91,17 +92,20 @@ class IndexWriter:
         commit_seconds: float = 60.0,
         lock_wait: float = 0.0,
         merge_min: int = MERGE_MIN,
+        merges: BackgroundMerges | None = None,
     ):
         """`commit_every` sentences or `commit_seconds` of work make a batch: a long run commits
         batch by batch, so a crash loses at most the batch in flight and a rerun goes on from
         there (committed articles are unchanged and skipped). A smaller run is all or nothing.
         `lock_wait`: seconds to wait for another writer before WriterBusy. `merge_min`: changes
-        since the vectors base that call for a merge (`index.live_vectors`)."""
+        since the vectors base that call for a merge (`index.live_vectors`), built in the
+        background by `merges` where given, else by the commit itself."""
         self.directory = directory
         self.embedder = embedder
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         self.merge_min = merge_min
+        self.merges = merges
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = acquire_write_lock(directory, lock_wait)
         try:
@@ -403,7 +407,10 @@ class IndexWriter:
         self._batch_started = time.perf_counter()
         # After the rows are committed (a crash before this is caught up on the next opening).
         self.keyword.sync(self.conn, manifest.generation, replay=False)
-        self.manifest = maybe_optimize(self.directory, self.conn, manifest, self.merge_min)
+        if self.merges is not None:
+            self.manifest = self.merges.after_commit(self.conn, manifest)
+        else:
+            self.manifest = maybe_optimize(self.directory, self.conn, manifest, self.merge_min)
         return self.summary
 
     def rollback(self) -> None:

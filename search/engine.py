@@ -14,6 +14,7 @@ from sift.errors import DiskFull, InvalidRequest, ReadOnly, SiftError, out_of_ro
 from sift.index.embed import Embedder, embedder_for
 from sift.index.ingest import IngestTally, article_or_failure, read_inputs, within_limits
 from sift.index.manifest import Manifest
+from sift.index.merging import BackgroundMerges
 from sift.index.records import Article, Failure
 from sift.index.store import connect, read_manifest
 from sift.index.upkeep import refuse_newer
@@ -51,6 +52,11 @@ class Sift:
         self._query_lock = threading.Lock()
         self._reader: IndexReader | None = None
         self._write_lock = threading.Lock()
+        self._merges = (
+            BackgroundMerges(self.directory, settings.merge_min, self._write_lock)
+            if settings.merges == "background"
+            else None
+        )
         self._open_lock = threading.Lock()
 
     # -- opening --------------------------------------------------------------------------------
@@ -269,6 +275,7 @@ class Sift:
                     settings.commit_seconds,
                     settings.write_wait or 0.0,
                     settings.merge_min,
+                    self._merges,
                 ) as writer,
             ):
                 stage(writer)
@@ -283,6 +290,16 @@ class Sift:
         if self._reader is not None:
             self._reader.refresh()
         return summary
+
+    def merging(self) -> bool:
+        """True while a merge of the vectors is under way or waits to be installed."""
+        return self._merges is not None and self._merges.busy()
+
+    def wait_for_merges(self) -> None:
+        """Until a merge of the vectors that a write started is built and installed (a merge
+        left unfinished is harmless: the next write starts it again)."""
+        if self._merges is not None:
+            self._merges.wait()
 
     def close(self) -> None:
         if self._reader is not None:

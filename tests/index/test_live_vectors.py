@@ -112,8 +112,10 @@ def test_merges_while_readers_search(index: Path) -> None:
         done.set()
         for thread in threads:
             thread.join()
+    writer.wait_for_merges()
     assert not errors, errors
     assert searches[0] > 0
+    assert report_gen(index) > 1 and next(index.glob("vectors.*.faiss")).name != "vectors.1.faiss"
     reader.reader.refresh()
     removed = {"orchard-1", "orchard-4"}
     found = set(dense_ids(reader, "orchard quinces", k=30))

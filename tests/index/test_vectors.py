@@ -274,11 +274,13 @@ def test_commits_switch_the_index_type_by_size(bbc_copy: Path) -> None:
     optimize(bbc_copy, threshold=n + 5)  # still exact, with a threshold just above its size
     assert manifest_of(bbc_copy).vectors.type == FLAT
     engine = Sift(Settings(index=bbc_copy))
-    engine.index_articles(bbc(50, 3))  # crosses it: the commit builds an IVF
+    engine.index_articles(bbc(50, 3))  # crosses it: a merge in the background builds an IVF
+    engine.wait_for_merges()
     info = manifest_of(bbc_copy).vectors
     assert (info.type, info.threshold) == (IVF, n + 5)
     assert engine.reader.vectors.kind == IVF
     engine.remove([a.id for a in bbc(0, 30) if a.id])  # below half the threshold: exact again
+    engine.wait_for_merges()
     assert manifest_of(bbc_copy).vectors.type == FLAT
     assert engine.reader.vectors.kind == FLAT
     assert engine.search(SearchRequest(q="film awards", k=3)).results

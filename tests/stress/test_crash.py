@@ -145,7 +145,8 @@ def test_a_crash_around_the_commit_leaves_a_committed_state(
 
     folder = tmp_path / "c"
     corpus(folder, 40)
-    settings = Settings(index=tmp_path / "index", merge_min=10)  # every commit merges
+    # every commit merges, in the commit (a merge in the background: test_background_merges)
+    settings = Settings(index=tmp_path / "index", merge_min=10, merges="inline")
     Sift(settings).index_paths([folder / "wire.jsonl"])
     original = getattr(owner, where)
 

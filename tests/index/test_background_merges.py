@@ -1,0 +1,128 @@
+"""Merges in the background: a new vectors base is built from one committed state while writes
+go on, and installed without losing what those writes did."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sift.index.check import check_index
+from sift.index.lock import acquire_write_lock
+from sift.index.merging import build_merge, install_merge
+from sift.index.optimize import optimize
+from sift.index.records import Article
+from sift.index.store import connect
+from sift.search.engine import Sift
+from sift.search.results import SearchRequest
+from sift.settings import Settings
+
+
+@pytest.fixture
+def index(tmp_path: Path, seeded_dir: Path) -> Path:
+    copy = tmp_path / "index"
+    shutil.copytree(seeded_dir, copy)
+    return copy
+
+
+def orchard(i: int) -> Article:
+    return Article(id=f"orchard-{i}", title=f"Orchard {i}", text=f"Orchard {i} grew quinces.")
+
+
+def found(engine: Sift, query: str) -> set[str]:
+    request = SearchRequest(q=query, mode="dense", k=50, per_article=5, context=0)
+    return {h.article_id for h in engine.search(request).results}
+
+
+def manifest(directory: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+
+
+def tombstones(directory: Path) -> int:
+    conn = sqlite3.connect(directory / "sift.db")
+    try:
+        return int(conn.execute("SELECT count(*) FROM vector_tombstones").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_writes_during_a_merge_are_kept_when_it_is_installed(index: Path) -> None:
+    """A merge built from one state, then writes (an article added, one whose vectors the merge
+    folded in removed), then the install: the new base holds the merge's state, and the later
+    rows and tombstones stay as changes to it."""
+    engine = Sift(Settings(index=index, merges="inline"))
+    engine.index_articles([orchard(i) for i in range(8)])
+    built = build_merge(index, merge_min=1)
+    assert built is not None and built.base.part.exists()
+    before = manifest(index)["vectors"]["file"]
+
+    engine.index_articles([orchard(100)])  # after the merge's state
+    engine.remove(["orchard-3"])  # folded into the merge, removed after it
+    assert tombstones(index) > 0
+
+    lock = acquire_write_lock(index)
+    conn = connect(index)
+    try:
+        new = install_merge(index, conn, built)
+    finally:
+        conn.close()
+        lock.release()
+    assert new is not None and new.vectors.file != before
+    assert not built.base.part.exists()
+    assert [p.name for p in index.glob("vectors.*.faiss")] == [new.vectors.file]
+    assert tombstones(index) == 1  # orchard-3's sentence, removed after the merge read
+    assert manifest(index)["vectors"]["covers"] == built.base.covers
+    assert check_index(index).ok
+
+    for reader in (engine, Sift(Settings(index=index))):  # the old reader, and a fresh one
+        hits = found(reader, "orchard quinces")
+        assert {"orchard-100", "orchard-7"} <= hits and "orchard-3" not in hits
+
+
+def test_a_merge_of_a_base_that_moved_on_is_dropped(index: Path) -> None:
+    engine = Sift(Settings(index=index, merges="inline"))
+    engine.index_articles([orchard(i) for i in range(8)])
+    built = build_merge(index, merge_min=1)
+    assert built is not None
+    optimize(index)  # another merge gets there first
+    generation = manifest(index)["generation"]
+    conn = connect(index)
+    try:
+        assert install_merge(index, conn, built) is None
+    finally:
+        conn.close()
+    assert not built.base.part.exists()
+    assert manifest(index)["generation"] == generation
+    assert check_index(index).ok
+
+
+def test_writes_start_merges_that_end_installed(index: Path) -> None:
+    """Through the engine: writes that make a merge due start one in the background; the
+    writes that follow never wait for it, and in the end every change is in a new base."""
+    engine = Sift(Settings(index=index, merge_min=1))
+    first = manifest(index)["vectors"]["file"]
+    for i in range(12):
+        engine.index_articles([orchard(i)])
+        if i % 4 == 3:
+            engine.remove([f"orchard-{i - 2}"])
+    engine.wait_for_merges()
+    assert not engine.merging()
+    assert manifest(index)["vectors"]["file"] != first
+    assert not list(index.glob("merge-*.part"))
+    assert check_index(index).ok
+    removed = {"orchard-1", "orchard-5", "orchard-9"}
+    fresh = Sift(Settings(index=index))
+    hits = found(fresh, "orchard quinces")
+    assert {f"orchard-{i}" for i in range(12)} - removed <= hits and not removed & hits
+
+
+def test_a_part_left_by_a_dead_process_is_removed_by_the_next_writer(index: Path) -> None:
+    dead = index / "merge-999999999-0000abcd.part"  # no such process
+    mine = index / f"merge-{os.getpid()}-0000abcd.part"  # a merge of this process, under way
+    dead.write_bytes(b"half a base")
+    mine.write_bytes(b"a base being written")
+    Sift(Settings(index=index)).index_articles([orchard(1)])
+    assert not dead.exists() and mine.exists()
