@@ -62,6 +62,7 @@ class Merged:
     also_in: list[str] = field(default_factory=list)
     shown: bool = False  # holds a result that an earlier page showed
     seen: list[Scored] = field(default_factory=list)  # every sentence of the passage
+    seen_texts: set[str] = field(default_factory=set)  # their texts, for exact copies
     seen_keys: set[str] = field(default_factory=set)  # their words, as one string each
 
     @property
@@ -203,6 +204,7 @@ def _context_copy(sentence: Scored, hits: set[int], before: list[Scored], thresh
 def _see(reader: IndexReader, result: Merged) -> None:
     rows = reader.sentences_between(result.article_id, result.first, result.last)
     result.seen = [Scored(r, 0.0, -1) for r in rows]
+    result.seen_texts = {s.row.text for s in result.seen}
     result.seen_keys = {s.key for s in result.seen}
 
 
@@ -211,7 +213,7 @@ def _copied(result: Merged, hit: Scored, threshold: float) -> bool:
     passage; in the same article, one of its hits word for word (a repeated line)."""
     if result.article_id == hit.row.article_id:
         return any(h.key == hit.key for h in result.hits)
-    if hit.key in result.seen_keys:
+    if hit.row.text in result.seen_texts or hit.key in result.seen_keys:
         return True
     return any(_overlap(s.words, hit.words, threshold) for s in result.seen)
 
