@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import faiss
 from filelock import FileLock, Timeout
@@ -61,9 +62,14 @@ class Built:
     seconds: float
 
 
-def build_merge(directory: Path, merge_min: int = MERGE_MIN) -> Built | None:
+def build_merge(
+    directory: Path,
+    merge_min: int = MERGE_MIN,
+    force: Literal["merge", "rebuild"] | None = None,
+) -> Built | None:
     """Step 1: the new base from the index's committed state, written as a part file; None
-    when no merge is due."""
+    when none is due. `force`: a merge of whatever changes there are, or a rebuild for the
+    index's size (an IVF retrained), due or not."""
     started = time.perf_counter()
     conn = connect(directory)
     try:
@@ -72,6 +78,8 @@ def build_merge(directory: Path, merge_min: int = MERGE_MIN) -> Built | None:
         if manifest is None or manifest.vectors.file is None:
             return None  # the first commit writes the first base itself
         rebuild, reason = merge_reason(conn, manifest, merge_min)
+        if force is not None and (reason is None or force == "rebuild"):
+            rebuild, reason = force == "rebuild", f"asked to {force}"
         if reason is None:
             return None
         covers, tombstones = conn.execute(

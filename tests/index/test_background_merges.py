@@ -126,3 +126,12 @@ def test_a_part_left_by_a_dead_process_is_removed_by_the_next_writer(index: Path
     mine.write_bytes(b"a base being written")
     Sift(Settings(index=index)).index_articles([orchard(1)])
     assert not dead.exists() and mine.exists()
+
+
+def test_no_merge_is_built_before_one_is_due_unless_asked(index: Path) -> None:
+    Sift(Settings(index=index, merges="inline")).index_articles([orchard(1)])
+    assert build_merge(index) is None  # one sentence against merge_min 20,000
+    assert not list(index.glob("merge-*.part"))
+    forced = build_merge(index, force="merge")
+    assert forced is not None and forced.reason == "asked to merge"
+    forced.base.part.unlink()
