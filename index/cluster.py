@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 INSTALL = "pip install 'sift-search[cluster]'"
 #: Articles per batch handed between stages and back to the driver: bounds driver memory.
 ARTICLES_PER_BATCH = 32
+#: Ray Data's largest block: about one batch of articles with their vectors.
+BLOCK_BYTES = 1 << 20
 #: CPUs an embedding actor uses on a machine without GPUs (its torch/onnx threads).
 CPUS_PER_ACTOR = 4
 #: Object store of a cluster started here (`local`): small, the machine is shared.
@@ -214,6 +216,10 @@ def dataset(
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the writer's order: a local run's ids
     context.enable_progress_bars = False
+    # Small blocks, so that each stage hands on a batch as soon as it is made: with Ray's
+    # default (128 MiB) one input file is one block, which every stage holds whole, and the
+    # writer gets nothing until the last article is embedded.
+    context.target_max_block_size = BLOCK_BYTES
     chosen = plan(ray.cluster_resources(), settings)
     overrides: dict[str, Any] = {}
     if chosen.threads is not None:

@@ -237,3 +237,29 @@ def test_the_plan_follows_the_cluster() -> None:
     here = plan({"CPU": 2}, Settings())
     assert (here.actors, here.threads) == (1, 2)
     assert plan({"CPU": 16}, Settings(ray_actors=3)).actors == 3
+
+
+@pytest.mark.slow
+def test_one_large_file_streams_to_the_writer_in_small_blocks(tmp_path: Path) -> None:
+    """Ray Data's default block (128 MiB) would make one file one block, held whole by every
+    stage and by the driver, which would get nothing before the last article was embedded.
+    Blocks of about a batch keep the driver's memory bounded (it prefetches two) whatever the
+    file's size, and let commits follow the embedding."""
+    from sift.index.cluster import BLOCK_BYTES, dataset, session
+
+    path = tmp_path / "wire.jsonl"
+    lines = []
+    for i in range(64):  # 40 sentences each: 2,560 vectors, about 4 MB as they travel
+        text = " ".join(
+            f"Report {i} line {j} says the {WORDS[(i + j) % len(WORDS)]} opened on day {j}."
+            for j in range(40)
+        )
+        lines.append(json.dumps({"id": f"wire-{i}", "title": f"Wire {i}", "text": text}))
+    path.write_text("\n".join(lines) + "\n")
+    settings = Settings(index=tmp_path / "index", ray_address="local", ray_actors=1)
+    engine = Sift(settings)
+    with session("local") as ray:
+        done = dataset(ray, [path], settings, engine.embedder).materialize()
+        blocks, size = done.num_blocks(), done.size_bytes()
+    assert size > 3_000_000
+    assert blocks >= 3 and size / blocks <= 2 * BLOCK_BYTES, (blocks, size)
