@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import emit
+from filelock import FileLock
+from sift.index.generations import MERGE_LOCK
 from sift.index.lock import acquire_write_lock
 from sift.index.merging import Built, build_merge, install_merge
 from sift.index.records import Article
@@ -86,6 +88,8 @@ def _background(index: Path, engine: Sift, kind: str, n: int) -> tuple[dict[str,
         built.append(build_merge(index, force=kind))  # type: ignore[arg-type]
         build_seconds[0] = time.perf_counter() - started
 
+    merging = FileLock(str(index / MERGE_LOCK), thread_local=False)  # held as a merge holds it
+    merging.acquire()
     thread = threading.Thread(target=build)
     thread.start()
     writes: list[float] = []
@@ -105,6 +109,7 @@ def _background(index: Path, engine: Sift, kind: str, n: int) -> tuple[dict[str,
     finally:
         conn.close()
         lock.release()
+        merging.release()
     assert new is not None
     return {
         "base": new.vectors.factory,

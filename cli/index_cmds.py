@@ -105,7 +105,6 @@ def index_cmd(
         err.status("Merging the vectors into a new base ...", spinner="dots")
         if show_progress and engine.merging()
         else nullcontext(),
-        errors_to_exit(),
     ):
         engine.wait_for_merges()  # a run ends with its index merged, as a run without them
     _report_index(summary, settings, tally, as_json, live)

@@ -252,6 +252,7 @@ def remove_cmd(
     with errors_to_exit():
         engine.reader  # noqa: B018  (fails clearly when there is no index)
         summary = engine.remove(article_ids)
+        engine.wait_for_merges()  # a merge the removals made due, before the process ends
     if as_json:
         print_json(
             {

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import faiss
+from filelock import FileLock, Timeout
 from sift.index.manifest import (
     DATABASE_FILE,
     MANIFEST_FILE,
@@ -28,10 +29,12 @@ from sift.index.manifest import (
     vectors_file,
     write_json_atomically,
 )
-from sift.index.store import SCHEMA, prune_vectors, save_vectors
+from sift.index.store import SCHEMA, fsync_directory, prune_vectors, save_vectors
 
-#: Bases that merges in the background wrote ahead of their commit (`index.merging`).
+#: Bases that merges in the background wrote ahead of their commit (`index.merging`), and
+#: the lock a merge holds from its build until its base is installed or dropped.
 PART_GLOB = "merge-*.part"
+MERGE_LOCK = "merge.lock"
 
 
 def create_index(directory: Path, manifest: Manifest) -> None:
@@ -65,23 +68,22 @@ def heal_files(directory: Path, manifest: Manifest) -> None:
 
 
 def remove_orphan_parts(directory: Path) -> None:
-    """Bases built in the background (`index.merging`) by processes that are gone."""
-    for part in directory.glob(PART_GLOB):
-        pid = part.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            part.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
+    """Bases built in the background (`index.merging`) that no merge holds any more: a merge
+    holds `merge.lock` from its build to its install, so while the lock is free every part
+    is left over from a crash."""
+    parts = list(directory.glob(PART_GLOB))
+    if not parts:
+        return
+    lock = FileLock(str(directory / MERGE_LOCK), thread_local=False)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        lock.acquire(timeout=0)
+    except Timeout:
+        return  # a merge is under way, here or in another process
+    try:
+        for part in parts:
+            part.unlink(missing_ok=True)
+    finally:
+        lock.release()
 
 
 @dataclass
@@ -117,6 +119,7 @@ def commit_generation(
         if isinstance(base, BuiltBase):  # built from an earlier state: later changes stay
             covers = base.covers
             os.replace(base.part, directory / name)
+            fsync_directory(directory)  # the new name is durable before the commit naming it
             conn.execute("DELETE FROM vector_tombstones WHERE seq <= ?", (base.tombstones,))
         else:
             covers = conn.execute("SELECT coalesce(max(id), 0) FROM sentences").fetchone()[0]

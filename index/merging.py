@@ -14,9 +14,9 @@ A merge has two steps (`index.live_vectors` says what a base and its changes are
    changes to that base. A base that moved on meanwhile (another merge, `sift optimize`) makes
    the part stale, and it is dropped.
 
-One merge runs at a time per index (a lock file beside the database): processes serving one
-index do not build the same merge twice. A crash leaves at most a part file, removed by the
-next writer once the process that wrote it is gone.
+One merge runs at a time per index: it holds `merge.lock` from its build until its base is
+installed or dropped, so processes serving one index do not build the same merge twice. A
+crash leaves at most a part file, removed by the next writer that finds the lock free.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Literal
 import faiss
 from filelock import FileLock, Timeout
 from sift.errors import WriterBusy
-from sift.index.generations import BuiltBase, commit_generation, next_generation
+from sift.index.generations import MERGE_LOCK, BuiltBase, commit_generation, next_generation
 from sift.index.keyword_index import advance_keyword
 from sift.index.live_vectors import MERGE_MIN, merge_reason, merged
 from sift.index.lock import acquire_write_lock
@@ -44,10 +44,12 @@ from sift.index.vectors import EXACT_MAX, build, plan
 
 log = logging.getLogger("sift.index")
 
-MERGE_LOCK = "merge.lock"
 #: After a merge that failed, none starts again for this long (a full disk is not retried at
 #: every commit).
 RETRY_AFTER = 60.0
+#: Seconds a built base waits for the index's write lock before it is dropped (a long run of
+#: another process holds it; that run's own commits then call for a merge of their own).
+INSTALL_PATIENCE = 60.0
 
 
 @dataclass
@@ -69,7 +71,8 @@ def build_merge(
 ) -> Built | None:
     """Step 1: the new base from the index's committed state, written as a part file; None
     when none is due. `force`: a merge of whatever changes there are, or a rebuild for the
-    index's size (an IVF retrained), due or not."""
+    index's size (an IVF retrained), due or not. The caller holds `merge.lock` until the part
+    is installed or dropped: a writer that finds the lock free removes every part."""
     started = time.perf_counter()
     conn = connect(directory)
     try:
@@ -133,11 +136,12 @@ def install_merge(directory: Path, conn: sqlite3.Connection, built: Built) -> Ma
 
 
 class BackgroundMerges:
-    """The merges of one engine: at most one at a time, built on a thread of its own.
+    """The merges of one engine: at most one at a time, on a thread of its own, which holds
+    `merge.lock` from the build until its base is installed or dropped.
 
-    `write_lock` is the engine's own lock around its writes: the thread installs only when it
-    gets that lock and the index's write lock at once, and otherwise leaves the built base to
-    the next writer (`after_commit`)."""
+    `write_lock` is the engine's own lock around its writes. The thread installs when it gets
+    that lock and the index's write lock at once, trying again for INSTALL_PATIENCE seconds;
+    a writer of this engine that commits meanwhile installs it first (`after_commit`)."""
 
     def __init__(self, directory: Path, merge_min: int, write_lock: threading.Lock):
         self.directory = directory
@@ -150,17 +154,22 @@ class BackgroundMerges:
 
     def after_commit(self, conn: sqlite3.Connection, manifest: Manifest) -> Manifest:
         """By a writer that holds the write lock, right after its commit: a merge built
-        meanwhile is installed, and one is started when one is due. The manifest to go on with."""
-        manifest = self._install(conn) or manifest
-        with self._guard:
-            if self._thread is not None and self._thread.is_alive():
-                return manifest
-            if time.monotonic() - self._failed_at < RETRY_AFTER:
-                return manifest
-            if merge_reason(conn, manifest, self.merge_min)[1] is None:
-                return manifest
-            self._thread = threading.Thread(target=self._run, name="sift-merge", daemon=True)
-            self._thread.start()
+        meanwhile is installed, and one is started when one is due. The manifest to go on with.
+        Never raises: the commit it follows is made, whatever happens to a merge."""
+        try:
+            manifest = self._install(conn) or manifest
+            with self._guard:
+                if self._thread is not None and self._thread.is_alive():
+                    return manifest
+                if time.monotonic() - self._failed_at < RETRY_AFTER:
+                    return manifest
+                if merge_reason(conn, manifest, self.merge_min)[1] is None:
+                    return manifest
+                self._thread = threading.Thread(target=self._run, name="sift-merge", daemon=True)
+                self._thread.start()
+        except Exception:
+            self._failed_at = time.monotonic()
+            log.exception("no merge of the vectors after this commit")
         return manifest
 
     def busy(self) -> bool:
@@ -168,50 +177,60 @@ class BackgroundMerges:
         return self._built is not None or (thread is not None and thread.is_alive())
 
     def wait(self) -> None:
-        """Until the merge under way is built and installed (waiting for the write lock)."""
+        """Until the merge under way is installed, or left to a later writer (when the index's
+        write lock stays taken by another process for INSTALL_PATIENCE seconds)."""
         thread = self._thread
         if thread is not None:
             thread.join()
-        if self._built is not None:
-            with self._write_lock:
-                lock = acquire_write_lock(self.directory, wait=600.0)
-                try:
-                    self._install_with_own_connection()
-                finally:
-                    lock.release()
 
     def _run(self) -> None:
         merge_lock = FileLock(str(self.directory / MERGE_LOCK), thread_local=False)
         try:
             merge_lock.acquire(timeout=0)
         except Timeout:
-            return  # another process builds this merge
-        try:
-            built = build_merge(self.directory, self.merge_min)
-        except (RuntimeError, sqlite3.Error, OSError, MemoryError) as exc:  # faiss: RuntimeError
-            self._failed_at = time.monotonic()
-            log.warning("vectors not merged: %s; the next commit after a minute tries again", exc)
-            return
-        finally:
-            merge_lock.release()
-        if built is None:
-            return
-        with self._guard:
-            self._built = built
-        # Idle index: install now. Otherwise the writer holding the lock does, after its commit.
-        if not self._write_lock.acquire(blocking=False):
-            return
+            return  # another process builds or installs a merge of this index
         try:
             try:
-                lock = acquire_write_lock(self.directory)
-            except WriterBusy:
+                built = build_merge(self.directory, self.merge_min)
+            except Exception as exc:  # faiss: RuntimeError; a damaged row: ValueError
+                self._failed_at = time.monotonic()
+                log.warning("vectors not merged: %s; a commit a minute from now tries again", exc)
                 return
-            try:
-                self._install_with_own_connection()
-            finally:
-                lock.release()
+            if built is None:
+                return
+            with self._guard:
+                self._built = built
+            self._install_when_free()
         finally:
-            self._write_lock.release()
+            with self._guard:
+                left, self._built = self._built, None
+            if left is not None:  # never installed: a later writer merges again
+                left.base.part.unlink(missing_ok=True)
+            merge_lock.release()
+
+    def _install_when_free(self) -> None:
+        """Install the built base once this engine and every other process leave the index's
+        write lock free (an engine's writer that commits first installs it instead)."""
+        deadline = time.monotonic() + INSTALL_PATIENCE
+        pause = 0.05
+        while self._built is not None and time.monotonic() < deadline:
+            if self._write_lock.acquire(blocking=False):
+                try:
+                    lock = acquire_write_lock(self.directory)
+                except WriterBusy:
+                    lock = None
+                try:
+                    if lock is not None:
+                        self._install_with_own_connection()
+                        return
+                finally:
+                    if lock is not None:
+                        lock.release()
+                    self._write_lock.release()
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        if self._built is not None:
+            log.info("merged vectors base left to a later writer: the index stayed busy")
 
     def _install_with_own_connection(self) -> None:
         conn = connect(self.directory)
@@ -227,7 +246,7 @@ class BackgroundMerges:
             return None
         try:
             new = install_merge(self.directory, conn, built)
-        except (RuntimeError, sqlite3.Error, OSError) as exc:
+        except Exception as exc:
             self._failed_at = time.monotonic()
             log.warning("merged vectors base not installed: %s", exc)
             return read_manifest(conn)  # what SQLite holds, had it committed after all

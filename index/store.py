@@ -117,6 +117,16 @@ def save_vectors(directory: Path, index: faiss.Index, name: str) -> None:
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, directory / name)
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the names in `directory` durable (a rename survives a power cut)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def prune_vectors(directory: Path, keep: str | None) -> None:

@@ -4,12 +4,12 @@ go on, and installed without losing what those writes did."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from sift.index.check import check_index
 from sift.index.lock import acquire_write_lock
 from sift.index.merging import build_merge, install_merge
@@ -49,19 +49,26 @@ def tombstones(directory: Path) -> int:
         conn.close()
 
 
+def merge_lock(directory: Path) -> FileLock:
+    lock = FileLock(str(directory / "merge.lock"), thread_local=False)
+    lock.acquire()
+    return lock
+
+
 def test_writes_during_a_merge_are_kept_when_it_is_installed(index: Path) -> None:
     """A merge built from one state, then writes (an article added, one whose vectors the merge
     folded in removed), then the install: the new base holds the merge's state, and the later
     rows and tombstones stay as changes to it."""
     engine = Sift(Settings(index=index, merges="inline"))
     engine.index_articles([orchard(i) for i in range(8)])
+    merging = merge_lock(index)  # as a merge holds it, from its build to its install
     built = build_merge(index, merge_min=1)
     assert built is not None and built.base.part.exists()
     before = manifest(index)["vectors"]["file"]
 
     engine.index_articles([orchard(100)])  # after the merge's state
     engine.remove(["orchard-3"])  # folded into the merge, removed after it
-    assert tombstones(index) > 0
+    assert tombstones(index) > 0 and built.base.part.exists()
 
     lock = acquire_write_lock(index)
     conn = connect(index)
@@ -70,6 +77,7 @@ def test_writes_during_a_merge_are_kept_when_it_is_installed(index: Path) -> Non
     finally:
         conn.close()
         lock.release()
+        merging.release()
     assert new is not None and new.vectors.file != before
     assert not built.base.part.exists()
     assert [p.name for p in index.glob("vectors.*.faiss")] == [new.vectors.file]
@@ -119,13 +127,20 @@ def test_writes_start_merges_that_end_installed(index: Path) -> None:
     assert {f"orchard-{i}" for i in range(12)} - removed <= hits and not removed & hits
 
 
-def test_a_part_left_by_a_dead_process_is_removed_by_the_next_writer(index: Path) -> None:
-    dead = index / "merge-999999999-0000abcd.part"  # no such process
-    mine = index / f"merge-{os.getpid()}-0000abcd.part"  # a merge of this process, under way
-    dead.write_bytes(b"half a base")
-    mine.write_bytes(b"a base being written")
-    Sift(Settings(index=index)).index_articles([orchard(1)])
-    assert not dead.exists() and mine.exists()
+def test_a_part_no_merge_holds_is_removed_by_the_next_writer(index: Path) -> None:
+    """A merge holds merge.lock from its build to its install: while another process holds
+    it, its part stays; once the lock is free, a part left behind (a crash) is removed."""
+    part = index / "merge-999999999-0000abcd.part"
+    part.write_bytes(b"half a base")
+    merging = merge_lock(index)
+    try:
+        Sift(Settings(index=index)).index_articles([orchard(1)])
+        assert part.exists()  # a merge under way: its part is not touched
+    finally:
+        merging.release()
+    Sift(Settings(index=index)).index_articles([orchard(2)])
+    assert not part.exists()
+    assert check_index(index).ok
 
 
 def test_no_merge_is_built_before_one_is_due_unless_asked(index: Path) -> None:
@@ -135,3 +150,43 @@ def test_no_merge_is_built_before_one_is_due_unless_asked(index: Path) -> None:
     forced = build_merge(index, force="merge")
     assert forced is not None and forced.reason == "asked to merge"
     forced.base.part.unlink()
+
+
+@pytest.mark.parametrize("where", ["replace", "write_json_atomically"])
+def test_a_crash_while_a_merge_is_installed_leaves_a_sound_index(
+    index: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed as the part is renamed (before the commit), or after the commit (before
+    manifest.json): the index is its last commit or the merge's, check passes after the next
+    writer heals it, and searches find every article."""
+    import sift.index.generations as generations
+
+    engine = Sift(Settings(index=index, merges="inline"))
+    engine.index_articles([orchard(i) for i in range(8)])
+    generation = manifest(index)["generation"]
+    merging = merge_lock(index)
+    built = build_merge(index, merge_min=1)
+    assert built is not None
+    real = generations.os.replace if where == "replace" else generations.write_json_atomically
+
+    def crash(*args: object, **kwargs: object) -> None:
+        if where == "replace" and not str(args[0]).endswith(".part"):
+            return real(*args, **kwargs)  # type: ignore[operator]
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(generations.os if where == "replace" else generations, where, crash)
+    conn = connect(index)
+    try:
+        with pytest.raises(SystemExit):
+            install_merge(index, conn, built)
+    finally:
+        conn.close()
+        monkeypatch.undo()
+        merging.release()
+    engine.index_articles([orchard(100)])  # the next writer heals what the crash left
+    assert manifest(index)["generation"] == generation + (1 if where == "replace" else 2)
+    assert not list(index.glob("merge-*.part"))
+    assert len(list(index.glob("vectors.*.faiss"))) == 1
+    assert check_index(index).ok
+    hits = found(Sift(Settings(index=index)), "orchard quinces")
+    assert {f"orchard-{i}" for i in range(8)} | {"orchard-100"} <= hits
