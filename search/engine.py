@@ -13,9 +13,12 @@ import numpy as np
 from sift.errors import DiskFull, InvalidRequest, ReadOnly, SiftError, out_of_room
 from sift.index.embed import Embedder, embedder_for
 from sift.index.ingest import IngestTally, article_or_failure, read_inputs, within_limits
-from sift.index.manifest import Manifest
+from sift.index.manifest import DATABASE_FILE, Manifest
 from sift.index.merging import BackgroundMerges
+from sift.index.pipeline import Prepared
+from sift.index.recipe import embedding_text, text_hash
 from sift.index.records import Article, Failure
+from sift.index.split import split_sentences
 from sift.index.store import connect, read_manifest
 from sift.index.upkeep import refuse_newer
 from sift.index.writer import IndexSummary, IndexWriter, check_model
@@ -251,7 +254,55 @@ class Sift:
         in a JSON article). New ones are added, changed ones replaced, the same ones skipped;
         an article that cannot be used is listed in `failed`, and the rest is indexed."""
         given = [articles] if isinstance(articles, Article | Mapping) else list(articles)
-        return self.index_articles(_as_article(item) for item in given)
+        self._refuse_read_only()
+        items = list(self._within_limits(_as_article(item) for item in given))
+        ready = self._embedded_ahead(items)  # before the write lock: writers wait less
+        return self._write(lambda w: w.add(ready))
+
+    def _refuse_read_only(self) -> None:
+        if self.settings.read_only:
+            raise ReadOnly(
+                f"index {self.directory} is served read-only: write to the primary index "
+                "and take a new snapshot (sift snapshot)"
+            )
+
+    def _embedded_ahead(self, items: list[Article | Failure]) -> list[Article | Failure | Prepared]:
+        """The new and changed articles of a small write split and embedded now, outside the
+        write lock, so that concurrent writers (threads, `--workers`) hold it for the storing
+        alone. Unchanged articles and copies of stored text are left to the writer, which
+        embeds nothing for them; a large write streams through the writer as before."""
+        articles = [a.with_default_id() for a in items if isinstance(a, Article)]
+        if not articles or sum(len(a.text) for a in articles) > EMBED_AHEAD_CHARS:
+            return list(items)
+        stored: set[str] = set()
+        if (self.directory / DATABASE_FILE).exists():
+            conn = connect(self.directory)
+            try:
+                for article in articles:
+                    row = conn.execute(
+                        "SELECT (SELECT content_hash FROM articles WHERE id = ?) = ?, "
+                        "EXISTS (SELECT 1 FROM articles WHERE text_hash = ?)",
+                        (article.id, article.content_hash(), text_hash(article.text)),
+                    ).fetchone()
+                    if row[0] or row[1]:
+                        stored.add(str(article.id))
+            finally:
+                conn.close()
+        todo = [(a, split_sentences(a.text)) for a in articles if a.id not in stored]
+        todo = [(a, found) for a, found in todo if found]
+        texts = [embedding_text(a.title, s.text) for a, found in todo for s in found]
+        if not texts:
+            return list(items)
+        vectors = self.embedder.encode(texts)
+        ready: dict[str, Prepared] = {}
+        start = 0
+        for article, found in todo:
+            ready[str(article.id)] = Prepared(article, found, vectors[start : start + len(found)])
+            start += len(found)
+        return [
+            ready.get(str(a.id), a) if isinstance(a, Article) else a
+            for a in (i.with_default_id() if isinstance(i, Article) else i for i in items)
+        ]
 
     def remove(self, article_ids: str | Iterable[str]) -> IndexSummary:
         """Remove articles (and their sentences and vectors) by id."""
@@ -260,11 +311,7 @@ class Sift:
 
     def _write(self, stage: Callable[[IndexWriter], IndexSummary]) -> IndexSummary:
         settings = self.settings
-        if settings.read_only:
-            raise ReadOnly(
-                f"index {self.directory} is served read-only: write to the primary index "
-                "and take a new snapshot (sift snapshot)"
-            )
+        self._refuse_read_only()
         try:
             with (
                 self._write_lock,
@@ -310,6 +357,10 @@ class Sift:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: A write of at most this much text is embedded before the write lock is taken.
+EMBED_AHEAD_CHARS = 200_000
 
 
 def _as_article(item: Article | Mapping[str, Any]) -> Article | Failure:
