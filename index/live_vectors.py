@@ -32,13 +32,14 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from sift.index.manifest import Manifest
+from sift.index.manifest import Manifest, VectorsInfo
 from sift.index.vectors import (
     EXACT_MAX,
     FLAT,
     build,
     decode_vectors,
     kind_of,
+    plan,
     single_threaded,
     why_rebuild,
 )
@@ -99,6 +100,13 @@ def merge_due(conn: sqlite3.Connection, manifest: Manifest, merge_min: int = MER
     base = max(manifest.counts.sentences, 1)
     limit = max(merge_min, MERGE_SHARE * base)
     return pending_changes(conn, manifest.vectors.covers or 0) > limit
+
+
+def sized_plan(manifest: Manifest) -> VectorsInfo:
+    """The vectors index that suits `manifest`'s size (exact, or IVF trained anew), under its
+    recorded exact threshold."""
+    threshold = manifest.vectors.threshold or EXACT_MAX
+    return plan(manifest.counts.sentences, manifest.model.dimension, threshold)
 
 
 def merge_reason(

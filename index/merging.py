@@ -31,16 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import faiss
 from filelock import FileLock, Timeout
 from sift.errors import WriterBusy
 from sift.index.generations import MERGE_LOCK, BuiltBase, commit_generation, next_generation
 from sift.index.keyword_index import advance_keyword
-from sift.index.live_vectors import MERGE_MIN, merge_reason, merged
+from sift.index.live_vectors import MERGE_MIN, merge_reason, merged, sized_plan
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import Manifest, VectorsInfo
-from sift.index.store import connect, read_manifest
-from sift.index.vectors import EXACT_MAX, build, plan
+from sift.index.store import connect, read_manifest, write_index_durably
+from sift.index.vectors import build
 
 log = logging.getLogger("sift.index")
 
@@ -91,8 +90,7 @@ def build_merge(
         ).fetchone()
         info = manifest.vectors
         if rebuild:
-            threshold = manifest.vectors.threshold or EXACT_MAX
-            info = plan(manifest.counts.sentences, manifest.model.dimension, threshold)
+            info = sized_plan(manifest)
             index = build(conn, manifest.model.dimension, info)
         else:
             index = merged(directory, conn, manifest)
@@ -101,9 +99,7 @@ def build_merge(
         conn.close()
     part = directory / f"merge-{os.getpid()}-{secrets.token_hex(4)}.part"
     try:
-        faiss.write_index(index, str(part))
-        with open(part, "rb") as handle:
-            os.fsync(handle.fileno())
+        write_index_durably(index, part)
     except BaseException:
         part.unlink(missing_ok=True)
         raise

@@ -18,7 +18,7 @@ from pathlib import Path
 from sift.errors import StoreError
 from sift.index.generations import commit_generation, next_generation
 from sift.index.keyword_index import KeywordWriter, advance_keyword
-from sift.index.live_vectors import MERGE_MIN, merge_reason, merged, pending_changes
+from sift.index.live_vectors import MERGE_MIN, merge_reason, merged, pending_changes, sized_plan
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import (
     Manifest,
@@ -67,8 +67,7 @@ def maybe_optimize(
     try:
         info = manifest.vectors
         if rebuild:
-            threshold = manifest.vectors.threshold or EXACT_MAX
-            info = plan(manifest.counts.sentences, manifest.model.dimension, threshold)
+            info = sized_plan(manifest)
         manifest = _commit_base(directory, conn, manifest, info, rebuild=rebuild)
     except (RuntimeError, sqlite3.Error, MemoryError, OSError) as exc:  # faiss: RuntimeError
         log.warning("vectors not merged (%s): %s; run sift optimize", reason, exc)
@@ -174,9 +173,7 @@ def _commit_base(
 
 def rebuild_base(directory: Path, conn: sqlite3.Connection, manifest: Manifest) -> Manifest:
     """A vectors base built anew from the rows, for the index's size (`sift check --repair`)."""
-    threshold = manifest.vectors.threshold or EXACT_MAX
-    info = plan(manifest.counts.sentences, manifest.model.dimension, threshold)
-    return _commit_base(directory, conn, manifest, info, rebuild=True)
+    return _commit_base(directory, conn, manifest, sized_plan(manifest), rebuild=True)
 
 
 def _since(started: float) -> float:

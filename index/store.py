@@ -113,11 +113,16 @@ def read_manifest(conn: sqlite3.Connection) -> Manifest | None:
 def save_vectors(directory: Path, index: faiss.Index, name: str) -> None:
     """Write a vectors file atomically and durably (before the commit that names it)."""
     tmp = directory / f".{name}.{os.getpid()}.tmp"
-    faiss.write_index(index, str(tmp))
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
+    write_index_durably(index, tmp)
     os.replace(tmp, directory / name)
     fsync_directory(directory)
+
+
+def write_index_durably(index: faiss.Index, path: Path) -> None:
+    """A FAISS file written and fsynced (`path` is not renamed: the caller names it)."""
+    faiss.write_index(index, str(path))
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def fsync_directory(directory: Path) -> None:

@@ -7,6 +7,7 @@ The lock is `index.lock`, the commit protocol `index.generations`, the text reci
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sift.errors import ModelMismatch, StoreError
 from sift.index.embed import Embedder
 from sift.index.generations import commit_generation, create_index, heal_files, next_generation
 from sift.index.keyword_index import KeywordWriter, forget_applied
-from sift.index.live_vectors import MERGE_MIN
+from sift.index.live_vectors import MERGE_MIN, sized_plan
 from sift.index.lock import acquire_write_lock
 from sift.index.manifest import DATABASE_FILE, Counts, Manifest, ModelInfo, SplitterInfo, now_iso
 from sift.index.merging import BackgroundMerges
@@ -28,7 +29,7 @@ from sift.index.records import Article, Failure, Sentence
 from sift.index.split import SPLITTER_NAME, SPLITTER_VERSION, split_sentences
 from sift.index.store import SCHEMA, connect, read_manifest
 from sift.index.upkeep import catch_up_keyword, refuse_newer, upgrade_format
-from sift.index.vectors import EXACT_MAX, build, encode_vector, plan
+from sift.index.vectors import build, encode_vector
 
 #: Sentences embedded per model call batch group; bounds memory on a large run.
 EMBED_CHUNK = 4096
@@ -78,6 +79,31 @@ class PendingArticle:
     sentences: list[Sentence]
     replaced: bool
     vectors: np.ndarray | None = None  # embedded elsewhere (index.cluster)
+
+
+def stored_hash(conn: sqlite3.Connection, article_id: str) -> str | None:
+    """The content hash of the article stored under `article_id`, if any."""
+    row = conn.execute("SELECT content_hash FROM articles WHERE id = ?", (article_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def original_of(conn: sqlite3.Connection, same_text: str, article_id: str) -> str | None:
+    """Another article that holds this text (`text_hash`), which a copy points to."""
+    row = conn.execute(
+        "SELECT id FROM articles WHERE text_hash = ? AND duplicate_of IS NULL AND id != ? "
+        "ORDER BY num LIMIT 1",
+        (same_text, article_id),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def embeds(conn: sqlite3.Connection, article: Article) -> bool:
+    """Whether storing `article` embeds its sentences: not when it is stored unchanged, nor
+    when another article holds its text."""
+    assert article.id is not None
+    return stored_hash(conn, article.id) != article.content_hash() and (
+        original_of(conn, text_hash(article.text), article.id) is None
+    )
 
 
 class IndexWriter:
@@ -215,22 +241,16 @@ class IndexWriter:
         if article.id in self._pending or same_text in self._pending_texts:
             self._flush(None)  # the later of two in one run sees the earlier one stored
         content_hash = article.content_hash()
-        row = self.conn.execute(
-            "SELECT content_hash FROM articles WHERE id = ?", (article.id,)
-        ).fetchone()
-        if row is not None and row[0] == content_hash:
+        stored = stored_hash(self.conn, article.id)
+        if stored == content_hash:
             self.summary.unchanged.append(article.id)
             return
-        replaced = row is not None
-        original = self.conn.execute(
-            "SELECT id FROM articles WHERE text_hash = ? AND duplicate_of IS NULL AND id != ? "
-            "ORDER BY num LIMIT 1",
-            (same_text, article.id),
-        ).fetchone()
+        replaced = stored is not None
+        original = original_of(self.conn, same_text, article.id)
         if original is not None:  # identical text is stored once: this one points to it
             if replaced:
                 self._retire(article.id)
-            self._upsert_article(article, content_hash, same_text, duplicate_of=original[0])
+            self._upsert_article(article, content_hash, same_text, duplicate_of=original)
             self._dirty = True
             (self.summary.updated if replaced else self.summary.added).append(article.id)
             return
@@ -394,8 +414,7 @@ class IndexWriter:
             manifest.encoder = self.embedder.encoder_info()
         base = None
         if manifest.vectors.file is None and sentences:  # the first base: from the first rows
-            threshold = manifest.vectors.threshold or EXACT_MAX
-            manifest.vectors = plan(sentences, manifest.model.dimension, threshold)
+            manifest.vectors = sized_plan(manifest)
             base = build(self.conn, manifest.model.dimension, manifest.vectors)
         commit_generation(
             self.directory, self.conn, manifest, {"next_sentence_id": str(self._next_id)}, base

@@ -16,12 +16,12 @@ from sift.index.ingest import IngestTally, article_or_failure, read_inputs, with
 from sift.index.manifest import DATABASE_FILE, Manifest
 from sift.index.merging import BackgroundMerges
 from sift.index.pipeline import Prepared
-from sift.index.recipe import embedding_text, text_hash
+from sift.index.recipe import embedding_text
 from sift.index.records import Article, Failure
 from sift.index.split import split_sentences
 from sift.index.store import connect, read_manifest
 from sift.index.upkeep import refuse_newer
-from sift.index.writer import IndexSummary, IndexWriter, check_model
+from sift.index.writer import IndexSummary, IndexWriter, check_model, embeds
 from sift.search.answer import answer
 from sift.search.encoders import (
     QueryEncoder,
@@ -271,25 +271,17 @@ class Sift:
         write lock, so that concurrent writers (threads, `--workers`) hold it for the storing
         alone. Unchanged articles and copies of stored text are left to the writer, which
         embeds nothing for them; a large write streams through the writer as before."""
-        articles = [a.with_default_id() for a in items if isinstance(a, Article)]
+        items = [i.with_default_id() if isinstance(i, Article) else i for i in items]
+        articles = [a for a in items if isinstance(a, Article)]
         if not articles or sum(len(a.text) for a in articles) > EMBED_AHEAD_CHARS:
             return list(items)
-        stored: set[str] = set()
         if (self.directory / DATABASE_FILE).exists():
             conn = connect(self.directory)
             try:
-                for article in articles:
-                    row = conn.execute(
-                        "SELECT (SELECT content_hash FROM articles WHERE id = ?) = ?, "
-                        "EXISTS (SELECT 1 FROM articles WHERE text_hash = ?)",
-                        (article.id, article.content_hash(), text_hash(article.text)),
-                    ).fetchone()
-                    if row[0] or row[1]:
-                        stored.add(str(article.id))
+                articles = [a for a in articles if embeds(conn, a)]
             finally:
                 conn.close()
-        todo = [(a, split_sentences(a.text)) for a in articles if a.id not in stored]
-        todo = [(a, found) for a, found in todo if found]
+        todo = [(a, found) for a in articles if (found := split_sentences(a.text))]
         texts = [embedding_text(a.title, s.text) for a, found in todo for s in found]
         if not texts:
             return list(items)
@@ -299,10 +291,7 @@ class Sift:
         for article, found in todo:
             ready[str(article.id)] = Prepared(article, found, vectors[start : start + len(found)])
             start += len(found)
-        return [
-            ready.get(str(a.id), a) if isinstance(a, Article) else a
-            for a in (i.with_default_id() if isinstance(i, Article) else i for i in items)
-        ]
+        return [ready.get(str(a.id), a) if isinstance(a, Article) else a for a in items]
 
     def remove(self, article_ids: str | Iterable[str]) -> IndexSummary:
         """Remove articles (and their sentences and vectors) by id."""

@@ -4,7 +4,6 @@ go on, and installed without losing what those writes did."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -20,12 +19,12 @@ from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
+from tests.api_server import copy_index
+
 
 @pytest.fixture
 def index(tmp_path: Path, seeded_dir: Path) -> Path:
-    copy = tmp_path / "index"
-    shutil.copytree(seeded_dir, copy)
-    return copy
+    return copy_index(seeded_dir, tmp_path)
 
 
 def orchard(i: int) -> Article:

@@ -4,7 +4,6 @@ stored text are not embedded at all."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,12 @@ from sift.index.records import Article
 from sift.search.engine import Sift
 from sift.settings import Settings
 
+from tests.api_server import copy_index
+
 
 @pytest.fixture
 def engine(tmp_path: Path, seeded_dir: Path) -> Sift:
-    shutil.copytree(seeded_dir, tmp_path / "index")
-    return Sift(Settings(index=tmp_path / "index"))
+    return Sift(Settings(index=copy_index(seeded_dir, tmp_path)))
 
 
 def watch_embedding(engine: Sift) -> list[tuple[int, bool]]:

@@ -5,7 +5,6 @@ and the int8 vectors re-score as the model scored (within 0.003)."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
 from pathlib import Path
@@ -21,12 +20,12 @@ from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
+from tests.api_server import copy_index
+
 
 @pytest.fixture
 def index(tmp_path: Path, seeded_dir: Path) -> Path:
-    copy = tmp_path / "index"
-    shutil.copytree(seeded_dir, copy)
-    return copy
+    return copy_index(seeded_dir, tmp_path)
 
 
 def rows(directory: Path, sql: str) -> list[tuple]:  # type: ignore[type-arg]
