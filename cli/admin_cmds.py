@@ -139,6 +139,15 @@ def snapshot_cmd(
         typer.Argument(help="A new folder (or an empty one) for the copy.", show_default=False),
     ],
     index: IndexOpt = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="An earlier snapshot of this index: link what has not changed since it "
+            "(vectors base, keyword segments) and write only what is new.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a consistent copy of the index while writers keep committing (for replicas)."""
@@ -146,12 +155,15 @@ def snapshot_cmd(
 
     settings = command_settings(index)
     with errors_to_exit():
-        report = snapshot(settings.index, destination.expanduser())
+        earlier = previous.expanduser() if previous else None
+        report = snapshot(settings.index, destination.expanduser(), earlier)
     if as_json:
         print_json(report.as_dict())
         return
     out.print(
         f"{escape(report.destination)}: generation {report.generation}, "
         f"{report.articles:,} articles, {report.sentences:,} sentences "
-        f"(vectors {report.vectors}), {report.bytes / 1e6:,.1f} MB in {report.seconds:.1f} s"
+        f"(vectors {report.vectors}, keyword index {report.keyword}), "
+        f"{report.bytes / 1e6:,.1f} MB, {report.written_bytes / 1e6:,.1f} MB written, "
+        f"in {report.seconds:.1f} s"
     )

@@ -58,15 +58,18 @@ class Settings(BaseSettings):
         f"or {DEFAULT_MODEL} for a new index.",
     )
     device: str | None = Field(default=None, description="torch device; unset: cuda if present.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
         default="auto",
-        description="Model precision: auto picks bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA.",
+        description="Model precision when indexing: auto picks bf16 on CPUs with "
+        "AMX/AVX512-BF16, fp16 on CUDA, int8 (the ONNX export quantized, lossy within the "
+        "quality rule) on other CPUs with VNNI, else fp32. int8 runs on the onnx backend.",
     )
     backend: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
         description="What embeds sentences when indexing: torch (at `precision`), onnx (the "
-        "model's ONNX export, fused, fp32), auto (torch on CUDA and bf16 CPUs, else onnx: "
-        "index/backends.py; the choice and its reason go into the manifest).",
+        "model's ONNX export, fused, fp32 unless precision is int8), auto (torch on CUDA and "
+        "bf16 CPUs, else onnx: index/backends.py; the choice and its reason go into the "
+        "manifest).",
     )
     query_encoder: Literal["auto", "onnx", "torch"] = Field(
         default="auto",
@@ -119,6 +122,12 @@ class Settings(BaseSettings):
         ge=1,
         le=4096,
         description="Embedding actors on the Ray cluster; unset: one a GPU, else one per 4 CPUs.",
+    )
+    ray_tokenize: Literal["auto", "cpu", "actor"] = Field(
+        default="auto",
+        description="Where texts become token ids on a Ray cluster: cpu (tasks of their own, "
+        "so that a GPU actor runs the model alone), actor (in the embedding actor), auto (cpu "
+        "where the actors have GPUs, else actor).",
     )
     max_k: int = Field(default=100, ge=1, le=10_000, description="Largest k a search may ask.")
     max_query_chars: int = Field(default=1000, ge=1, description="Longest query accepted.")

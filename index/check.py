@@ -11,10 +11,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from sift.errors import StoreError
+from sift.errors import StoreError, WriterBusy
 from sift.index.embed import Embedder
 from sift.index.keyword_index import KeywordIndex, keyword_generation
-from sift.index.lock import writer_busy
+from sift.index.lock import acquire_write_lock, writer_busy
 from sift.index.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -50,9 +50,12 @@ class CheckReport:
     problems: list[Problem] = field(default_factory=list)
     checked: dict[str, int] = field(default_factory=dict)
     repaired: list[str] = field(default_factory=list)
+    moved: bool = field(default=False, repr=False)  # a writer was at work during the look
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        report = asdict(self)
+        del report["moved"]
+        return report
 
 
 def vector_ids(index: faiss.Index) -> np.ndarray:
@@ -71,8 +74,69 @@ def vector_ids(index: faiss.Index) -> np.ndarray:
     raise StoreError(f"cannot list the ids of a {type(index).__name__}")
 
 
+#: Looks at a live index before the last, which holds the write lock. Each look reads one
+#: committed state of the database, but the keyword index, manifest.json and the vectors base
+#: follow a commit or a merge a moment later: a look that finds a problem while the index
+#: moved under it may have seen a commit in flight, and looks again.
+UNLOCKED_LOOKS = 3
+#: Seconds the last look waits for the write lock (writers wait for it in turn).
+LOCK_WAIT = 120.0
+
+
 def check_index(directory: Path, embedder: Embedder | None = None) -> CheckReport:
-    """Every check there is; the report lists what is wrong, exactly."""
+    """Every check there is; the report lists what is wrong, exactly. On an index that writers
+    and merges keep changing, a problem counts only if it is there in a look during which
+    nothing moved, or in a last look that holds the write lock."""
+    report = _look(directory, embedder)
+    for _ in range(UNLOCKED_LOOKS - 1):
+        if report.ok or not report.moved:
+            return report
+        report = _look(directory, embedder)
+    if report.ok or not report.moved:
+        return report
+    try:
+        lock = acquire_write_lock(directory, LOCK_WAIT)
+    except WriterBusy:
+        report.problems.append(
+            Problem(
+                "busy",
+                f"writes went on through {UNLOCKED_LOOKS} looks and {LOCK_WAIT:g} s of waiting: "
+                "the problems above may be commits in flight; check again when writes pause",
+                repairable=False,
+            )
+        )
+        return report
+    try:
+        return _look(directory, embedder, locked=True)
+    finally:
+        lock.release()
+
+
+def _look(directory: Path, embedder: Embedder | None, locked: bool = False) -> CheckReport:
+    """One look: the database read in one transaction, the files beside it as they are."""
+    busy = not locked and writer_busy(directory)
+    before = _generation(directory)
+    report = _look_once(directory, embedder, locked)
+    busy = busy or (not locked and writer_busy(directory))
+    report.moved = busy or before != _generation(directory)
+    return report
+
+
+def _generation(directory: Path) -> int | None:
+    try:
+        conn = connect(directory)
+    except StoreError:
+        return None
+    try:
+        manifest = read_manifest(conn)
+    except StoreError:
+        return None
+    finally:
+        conn.close()
+    return manifest.generation if manifest else None
+
+
+def _look_once(directory: Path, embedder: Embedder | None, locked: bool) -> CheckReport:
     report = CheckReport(index=str(directory), ok=True)
     problems = report.problems
     try:
@@ -82,7 +146,8 @@ def check_index(directory: Path, embedder: Embedder | None = None) -> CheckRepor
         report.ok = False
         return report
     try:
-        _check(directory, conn, embedder, report)
+        conn.execute("BEGIN")  # every read below sees one committed state
+        _check(directory, conn, embedder, report, locked)
     except sqlite3.DatabaseError as exc:
         problems.append(Problem("database", f"SQLite error: {exc}", repairable=False))
     finally:
@@ -92,7 +157,11 @@ def check_index(directory: Path, embedder: Embedder | None = None) -> CheckRepor
 
 
 def _check(
-    directory: Path, conn: sqlite3.Connection, embedder: Embedder | None, report: CheckReport
+    directory: Path,
+    conn: sqlite3.Connection,
+    embedder: Embedder | None,
+    report: CheckReport,
+    locked: bool,
 ) -> None:
     problems = report.problems
     say: Callable[..., None] = lambda code, detail, repairable=True: problems.append(  # noqa: E731
@@ -116,7 +185,7 @@ def _check(
             f"optimize) upgrades it to {FORMAT_VERSION} in place",
         )
         return
-    _check_manifest_file(directory, manifest, say, report)
+    _check_manifest_file(directory, manifest, say, report, locked)
     articles, sentences = conn.execute(
         "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM sentences)"
     ).fetchone()
@@ -129,7 +198,7 @@ def _check(
         )
     ids = np.fromiter((r[0] for r in conn.execute("SELECT id FROM sentences")), dtype=np.int64)
     _check_vectors(directory, conn, manifest, ids, say)
-    _check_keyword_index(directory, conn, manifest, ids, say, report.repaired.append)
+    _check_keyword_index(directory, conn, manifest, ids, say, report.repaired.append, locked)
     _check_rows(conn, manifest.model.dimension, say)
     if embedder is not None and embedder.fingerprint != manifest.model.fingerprint:
         say(
@@ -141,10 +210,14 @@ def _check(
 
 
 def _check_manifest_file(
-    directory: Path, manifest: Manifest, say: Callable[..., None], report: CheckReport
+    directory: Path,
+    manifest: Manifest,
+    say: Callable[..., None],
+    report: CheckReport,
+    locked: bool,
 ) -> None:
     path = directory / MANIFEST_FILE
-    if _lags_one_commit(path, manifest) and not writer_busy(directory):
+    if _lags_one_commit(path, manifest) and (locked or not writer_busy(directory)):
         # A crash between a commit and rewriting this file: the commit stands, and the file is
         # only its description. Bring it up to date, as the next writer would.
         write_json_atomically(path, manifest_json(manifest))
@@ -221,12 +294,14 @@ def _check_keyword_index(
     ids: np.ndarray,
     say: Callable[..., None],
     say_repaired: Callable[[str], None],
+    locked: bool,
 ) -> None:
     generation = keyword_generation(directory)
     # A crash between a commit and the keyword index's: the commit stands, and the keyword index
     # is derived from it. Catch it up, as the next writer or reader would.
     lags = generation is not None and generation < manifest.generation
-    if lags and not writer_busy(directory) and bring_up_to_date(directory, manifest, generation):
+    free = locked or not writer_busy(directory)
+    if lags and free and bring_up_to_date(directory, manifest, generation, locked):
         generation = keyword_generation(directory)
         if generation == manifest.generation:
             say_repaired(f"keyword index caught up with commit {generation}")

@@ -11,16 +11,27 @@ only the batches in flight (streaming execution with backpressure, `iter_batches
 Articles already committed (the same content hash) are skipped before they are embedded where
 the workers can read the index (this machine, or an index on shared storage), so a rerun after
 a killed driver embeds only what the last commit lacked; elsewhere the writer skips them.
+
+Where the actors have GPUs, the texts are tokenised apart from the model, by CPU tasks
+(`_tokenize`, the model's own fast tokenizer without its weights), so that one GPU is never
+starved by the CPU work of its own process; `ray_tokenize` chooses. An actor uses those ids
+only if that tokenizer reads its probes exactly as the model's own does, else it tokenises.
+
+The driver loads no model: each actor describes what it embeds with (weights' fingerprint,
+dimension, backend and precision chosen on its own machine) in every batch it returns, and
+the writer checks the index's model against that and records it in the manifest. Only an
+article whose vectors did not come back whole is embedded here (`ActorEncoder.encode`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +39,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sift.errors import ClusterUnavailable
-from sift.index.embed import Embedder, embedder_for
+from sift.index.embed import Embedder, embedder_for, resolve_model
 from sift.index.ingest import IngestTally, read_inputs, within_limits
-from sift.index.manifest import DATABASE_FILE
+from sift.index.manifest import DATABASE_FILE, EncoderInfo
 from sift.index.pipeline import Prepared
 from sift.index.recipe import embedding_text
 from sift.index.records import Article, Failure, Sentence
@@ -49,6 +60,14 @@ BLOCK_BYTES = 1 << 20
 CPUS_PER_ACTOR = 4
 #: Object store of a cluster started here (`local`): small, the machine is shared.
 LOCAL_OBJECT_STORE = 256 * 1024 * 1024
+#: Texts an actor tokenises both ways before it takes a tokenising stage's ids: accents and
+#: typography, a title prefix, and one past any model's length limit (truncation).
+TOKEN_PROBES = [
+    "casualty estimates",
+    "Kursk: NEW DELHI — At least 100 North Korean soldiers have been killed, a lawmaker said.",
+    "Ünïcödé café “quoted”, naïve résumé; 1,000 km² at 3.5% — ½ off!",
+    "Wire: " + " ".join(f"word{i} and more text" for i in range(400)),
+]
 
 
 def import_ray() -> Any:
@@ -108,20 +127,23 @@ class Plan:
     cpus_per_actor: float
     threads: int | None  # torch/onnx threads of a CPU actor
     device: str | None
+    tokenize_apart: bool  # CPU tasks tokenise; the actors run the model alone
 
 
 def plan(resources: dict[str, float], settings: Settings) -> Plan:
     gpus = int(resources.get("GPU", 0))
     cpus = max(int(resources.get("CPU", 1)), 1)
+    apart = settings.ray_tokenize == "cpu" or (settings.ray_tokenize == "auto" and gpus > 0)
     if gpus:
-        # fp16 on CUDA is what `precision: auto` picks; the actor's own thread tokenises ahead
-        # of the model (Embedder.encode_overlapped).
-        return Plan(settings.ray_actors or gpus, 1.0, 1.0, settings.torch_threads, None)
+        # fp16 on CUDA is what `precision: auto` picks. Tokenising runs on CPU tasks, which
+        # the cluster has many of; with `ray_tokenize=actor`, on a thread of the actor's own
+        # ahead of the model (Embedder.encode_overlapped).
+        return Plan(settings.ray_actors or gpus, 1.0, 1.0, settings.torch_threads, None, apart)
     threads = settings.torch_threads or min(cpus, CPUS_PER_ACTOR)
     actors = settings.ray_actors or max(cpus // threads, 1)
     # An actor reserves half a CPU less than the threads it runs: that half is left to the read
     # and split tasks, which would otherwise wait for CPUs the actors hold and never run.
-    return Plan(actors, 0.0, max(threads - 0.5, 0.5), threads, "cpu")
+    return Plan(actors, 0.0, max(threads - 0.5, 0.5), threads, "cpu", apart)
 
 
 # -- the stages (run on the cluster) ----------------------------------------------------------
@@ -172,6 +194,82 @@ def _split(batch: dict[str, np.ndarray], index: str) -> dict[str, Any]:
     return {**batch, "sentences": sentences, "embed": embed}
 
 
+class StageTokenizer:
+    """The model's fast tokenizer, loaded without its weights (transformers' AutoTokenizer,
+    with sentence-transformers' max_seq_length and do_lower_case): what a CPU task needs to
+    tokenise for an actor. Actors check it against their own (`TOKEN_PROBES`)."""
+
+    def __init__(self, model: str | None):
+        from transformers import AutoTokenizer
+
+        _, location = resolve_model(model)
+        root = Path(location)
+        if root.is_dir():
+            root = root / _transformer_folder(root)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(root) if root.is_dir() else location)
+        config_file = root / "sentence_bert_config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        limit = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512)
+        self.max_length = int(config.get("max_seq_length") or limit)
+        self.lower = bool(config.get("do_lower_case", False))
+
+    def __call__(self, texts: list[str]) -> list[list[int]]:
+        if self.lower:
+            texts = [t.lower() for t in texts]
+        encoded = self.tokenizer(texts, truncation="longest_first", max_length=self.max_length)
+        return [list(ids) for ids in encoded["input_ids"]]
+
+
+def _transformer_folder(root: Path) -> str:
+    """Where a sentence-transformers model keeps its Transformer module ('' for most)."""
+    modules = root / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text()):
+            if str(module.get("type", "")).endswith("Transformer"):
+                return str(module.get("path", ""))
+    return ""
+
+
+@functools.lru_cache(maxsize=2)
+def _stage_tokenizer(model: str | None) -> StageTokenizer:
+    """One per worker process and model: Ray reuses its workers for the tasks that follow."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return StageTokenizer(model)
+
+
+def _tokenize(batch: dict[str, np.ndarray], model: str | None) -> dict[str, Any]:
+    """The token ids of each article's embedding texts, packed (`_pack_ids`), on a CPU."""
+    tokenizer = _stage_tokenizer(model)
+    tokens = []
+    for payload, sentences, embed in zip(
+        batch["payload"], batch["sentences"], batch["embed"], strict=True
+    ):
+        if not embed:
+            tokens.append(b"")
+            continue
+        tokens.append(_pack_ids(tokenizer(_embedding_texts(payload, sentences))))
+    return {**batch, "tokens": tokens}
+
+
+def _embedding_texts(payload: str, sentences: str) -> list[str]:
+    title = json.loads(payload).get("title")
+    return [embedding_text(title, s[3]) for s in json.loads(sentences)]
+
+
+def _pack_ids(ids: list[list[int]]) -> bytes:
+    """int32: the count, each length, then every id."""
+    lengths = [len(row) for row in ids]
+    flat = [i for row in ids for i in row]
+    return np.array([len(ids), *lengths, *flat], dtype=np.int32).tobytes()
+
+
+def _unpack_ids(packed: bytes) -> list[np.ndarray]:
+    values = np.frombuffer(packed, dtype=np.int32)
+    count = int(values[0])
+    lengths = values[1 : 1 + count]
+    return np.split(values[1 + count :], np.cumsum(lengths)[:-1]) if count else []
+
+
 def _committed(conn: sqlite3.Connection | None, article: Article) -> bool:
     if conn is None:
         return False
@@ -180,38 +278,89 @@ def _committed(conn: sqlite3.Connection | None, article: Article) -> bool:
 
 
 class _Embed:
-    """One model per actor, loaded once; a batch of articles in, their vectors out."""
+    """One model per actor, loaded once; a batch of articles in, their vectors out, and what
+    embedded them (`ActorEncoder`)."""
 
-    def __init__(self, settings: Settings, model: str, overrides: dict[str, Any]):
+    def __init__(
+        self, settings: Settings, model: str | None, overrides: dict[str, Any], apart: bool
+    ):
         self.embedder = embedder_for(settings, model, **overrides)
         self.embedder.load()
+        self.described = ActorEncoder.describe(self.embedder)
+        self.take_ids = apart and self._reads_alike(model)
+
+    def _reads_alike(self, model: str | None) -> bool:
+        """Whether the tokenising stage gives the ids this actor's model reads."""
+        ours = self.embedder.token_ids(TOKEN_PROBES)
+        if _stage_tokenizer(model)(TOKEN_PROBES) == ours:
+            return True
+        logging.getLogger(__name__).warning(
+            "the tokenising stage reads the probes unlike %s: this actor tokenises", model
+        )
+        return False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        texts, counts = [], []
-        for payload, sentences, embed in zip(
-            batch["payload"], batch["sentences"], batch["embed"], strict=True
+        texts: list[str] = []
+        ids: list[np.ndarray] = []
+        counts = []
+        for number, (payload, sentences, embed) in enumerate(
+            zip(batch["payload"], batch["sentences"], batch["embed"], strict=True)
         ):
-            if not embed:
-                counts.append(0)
-                continue
-            title = json.loads(payload).get("title")
-            split = json.loads(sentences)
-            texts += [embedding_text(title, s[3]) for s in split]
-            counts.append(len(split))
-        vectors = self.embedder.encode(texts)
+            found = _unpack_ids(batch["tokens"][number]) if embed and self.take_ids else []
+            mine = _embedding_texts(payload, sentences) if embed and not self.take_ids else []
+            ids += found
+            texts += mine
+            counts.append(len(found) + len(mine))
+        vectors = self.embedder.encode_ids(ids) if self.take_ids else self.embedder.encode(texts)
         out, cursor = [], 0
         for n in counts:
             out.append(vectors[cursor : cursor + n].astype(np.float32).tobytes())
             cursor += n
-        return {**batch, "vectors": out}
+        return {**batch, "vectors": out, "encoder": [self.described] * len(counts)}
+
+
+@dataclass
+class ActorEncoder:
+    """The writer's encoder for a `--ray` run: the model as the actors described it. Vectors
+    come with the articles; `encode` is for the rare article whose vectors did not (it loads
+    the model here, through `local`)."""
+
+    name: str
+    fingerprint: str
+    dimension: int
+    info: EncoderInfo
+    local: Callable[[], Embedder]
+
+    @staticmethod
+    def describe(embedder: Embedder) -> str:
+        return json.dumps(
+            {
+                "name": embedder.name,
+                "fingerprint": embedder.fingerprint,
+                "dimension": embedder.dimension,
+                "info": embedder.encoder_info().model_dump(),
+            }
+        )
+
+    @classmethod
+    def parse(cls, described: str, local: Callable[[], Embedder]) -> ActorEncoder:
+        fields = json.loads(described)
+        info = EncoderInfo.model_validate(fields.pop("info"))
+        return cls(**fields, info=info, local=local)
+
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        return self.local().encode(texts, progress)
+
+    def encoder_info(self) -> EncoderInfo:
+        return self.info
 
 
 # -- the driver -------------------------------------------------------------------------------
 
 
-def dataset(
-    ray: Any, paths: list[Path], settings: Settings, embedder: Embedder
-) -> ray.data.Dataset:
+def dataset(ray: Any, paths: list[Path], settings: Settings, model: str | None) -> ray.data.Dataset:
     """The pipeline over `paths`, ready to iterate: nothing runs before that."""
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # the writer's order: a local run's ids
@@ -227,7 +376,7 @@ def dataset(
     if chosen.device is not None:
         overrides["device"] = chosen.device
     items = [{"path": str(p.resolve() if p.exists() else p)} for p in paths]
-    return (
+    split = (
         ray.data.from_items(items, override_num_blocks=max(len(items), 1))
         .map_batches(
             _read, batch_size=1, fn_kwargs={"max_chars": settings.max_article_chars}, num_cpus=0.5
@@ -238,19 +387,24 @@ def dataset(
             fn_kwargs={"index": str(settings.index.resolve())},
             num_cpus=0.5,
         )
-        .map_batches(
-            _Embed,
-            batch_size=ARTICLES_PER_BATCH,
-            fn_constructor_kwargs={
-                "settings": settings.model_copy(update={"api_key": None}),  # no secret leaves
-                "model": embedder.name,
-                "overrides": overrides,
-            },
-            compute=ray.data.ActorPoolStrategy(size=chosen.actors),
-            num_cpus=chosen.cpus_per_actor,
-            num_gpus=chosen.gpus_per_actor or None,
-        )  # Ray Data restarts a dead actor and runs its batch again (max_restarts=-1)
     )
+    if chosen.tokenize_apart:
+        split = split.map_batches(
+            _tokenize, batch_size=ARTICLES_PER_BATCH, fn_kwargs={"model": model}, num_cpus=0.5
+        )
+    return split.map_batches(
+        _Embed,
+        batch_size=ARTICLES_PER_BATCH,
+        fn_constructor_kwargs={
+            "settings": settings.model_copy(update={"api_key": None}),  # no secret leaves
+            "model": model,
+            "overrides": overrides,
+            "apart": chosen.tokenize_apart,
+        },
+        compute=ray.data.ActorPoolStrategy(size=chosen.actors),
+        num_cpus=chosen.cpus_per_actor,
+        num_gpus=chosen.gpus_per_actor or None,
+    )  # Ray Data restarts a dead actor and runs its batch again (max_restarts=-1)
 
 
 @contextmanager
@@ -271,27 +425,41 @@ def stream(
     ray: Any,
     paths: list[Path],
     settings: Settings,
-    embedder: Embedder,
+    model: str | None,
+    local: Callable[[], Embedder],
     tally: IngestTally | None = None,
-) -> Iterator[Article | Failure | Prepared]:
+) -> tuple[ActorEncoder | None, Iterator[Article | Failure | Prepared]]:
     """Every article under `paths`, split and embedded on the cluster, in input order, for
-    `IndexWriter.add`; the driver holds a few batches at a time, whatever the corpus size."""
-    pipeline = dataset(ray, paths, settings, embedder)
-    dimension = embedder.dimension
+    `IndexWriter.add`, and what embedded them (None when nothing came back); the driver
+    holds a few batches at a time, whatever the corpus size. The first batch is awaited
+    here: it brings the actors' description of their model."""
+    pipeline = dataset(ray, paths, settings, model)
     batches = iter(
         pipeline.iter_batches(
             batch_size=ARTICLES_PER_BATCH, batch_format="numpy", prefetch_batches=2
         )
     )
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except ray.exceptions.RayError as exc:  # what Ray could not retry: one line
-            cause = str(exc).strip().splitlines()[-1]
-            raise ClusterUnavailable(f"indexing on the Ray cluster failed: {cause}") from exc
-        yield from _items(batch, dimension, tally)
+    first = _next_batch(ray, batches)
+    if first is None:
+        return None, iter(())
+    encoder = ActorEncoder.parse(str(first["encoder"][0]), local)
+
+    def items(batch: dict[str, np.ndarray] | None) -> Iterator[Article | Failure | Prepared]:
+        while batch is not None:
+            yield from _items(batch, encoder.dimension, tally)
+            batch = _next_batch(ray, batches)
+
+    return encoder, items(first)
+
+
+def _next_batch(ray: Any, batches: Iterator[dict[str, np.ndarray]]) -> dict[str, np.ndarray] | None:
+    try:
+        return next(batches)
+    except StopIteration:
+        return None
+    except ray.exceptions.RayError as exc:  # what Ray could not retry: one line
+        cause = str(exc).strip().splitlines()[-1]
+        raise ClusterUnavailable(f"indexing on the Ray cluster failed: {cause}") from exc
 
 
 def _items(

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from sift.errors import EncoderUnavailable, ModelError
@@ -27,6 +27,7 @@ from sift.index.manifest import EncoderInfo
 from sift.index.normalize import unit_rows
 from sift.index.onnx_encoder import (
     OnnxEncoder,
+    OnnxPrecision,
     cached_encoder,
     open_encoder,
 )
@@ -66,6 +67,22 @@ def resolve_model(name: str | None) -> tuple[str, str]:
     return name, name
 
 
+class SentenceEncoder(Protocol):
+    """What a writer needs of whatever embeds its sentences: an Embedder in this process, or
+    the actors of a Ray cluster as they described themselves (index/cluster.py)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+    def encode(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray: ...
+    def encoder_info(self) -> EncoderInfo: ...
+
+
 class Embedder:
     """One loaded model. Thread-safe; loads on first use so commands that never embed stay fast."""
 
@@ -83,7 +100,7 @@ class Embedder:
         if backend not in BACKENDS:
             raise ModelError(f"unknown backend {backend!r}: use auto, torch or onnx")
         if precision not in PRECISIONS:
-            raise ModelError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
+            raise ModelError(f"unknown precision {precision!r}: use auto, fp32, bf16, fp16 or int8")
         self.name, self._location = resolve_model(model)
         self._threads = threads
         self._backend = backend
@@ -166,16 +183,20 @@ class Embedder:
         """Load the model now (start-up work, not query time)."""
         _ = self.model
 
-    def onnx_encoder(self, threads: int | None = None, batch_size: int = 64) -> OnnxEncoder:
-        """This model's ONNX export (made once per weights, in the cache directory): the same
-        factory gives the indexing backend and the query encoder. Raises EncoderUnavailable."""
+    def onnx_encoder(
+        self, threads: int | None = None, batch_size: int = 64, precision: str = "fp32"
+    ) -> OnnxEncoder:
+        """This model's ONNX export (made once per weights, in the cache directory; quantized
+        once more for int8): the same factory gives the indexing backend and the query
+        encoder. Raises EncoderUnavailable."""
         cache = self._cache_dir or default_cache_dir()
-        found = cached_encoder(cache, self.fingerprint, threads)
+        variant: OnnxPrecision = "int8" if precision == "int8" else "fp32"
+        found = cached_encoder(cache, self.fingerprint, threads, variant)
         if found is not None:
             found.batch_size = batch_size
             return found
         return open_encoder(
-            self._fp32_model(), self.name, self.fingerprint, cache, threads, batch_size
+            self._fp32_model(), self.name, self.fingerprint, cache, threads, batch_size, variant
         )
 
     def _fp32_model(self) -> SentenceTransformer:
@@ -199,7 +220,9 @@ class Embedder:
         onnx = None
         if choice.backend == "onnx":
             try:
-                onnx = self.onnx_encoder(threads=self._threads, batch_size=ONNX_BATCH)
+                onnx = self.onnx_encoder(
+                    threads=self._threads, batch_size=ONNX_BATCH, precision=choice.precision
+                )
             except EncoderUnavailable as exc:
                 if self._backend == "onnx":
                     raise ModelError(f"backend onnx: {exc}") from exc
@@ -211,7 +234,7 @@ class Embedder:
             self._onnx, self._backend_chosen = onnx, True
             self.backend = "onnx" if onnx is not None else "torch"
             if onnx is not None:
-                self.precision = "fp32"
+                self.precision = onnx.precision
             return self._onnx
 
     def model_precision(self) -> str:
@@ -225,7 +248,7 @@ class Embedder:
         choice = self.choice
         return EncoderInfo(
             backend="onnx" if onnx is not None else "torch",
-            precision="fp32" if onnx is not None else self.model_precision(),
+            precision=onnx.precision if onnx is not None else self.model_precision(),
             graph=onnx.spec.graph if onnx is not None else None,
             reason=choice.reason,
             cpu=(self._cpu or detect_cpu()).describe(),
@@ -289,6 +312,59 @@ class Embedder:
             if progress is not None:
                 progress(len(chunk))
         return np.ascontiguousarray(np.vstack(out))
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids as this embedder reads it (truncated, unpadded): what a
+        tokenising stage elsewhere must reproduce for `encode_ids` (index/cluster.py)."""
+        if (onnx := self._onnx_encoder()) is not None:
+            return onnx.token_ids(texts)
+        model = self.model
+        prepare = getattr(model, "preprocess", None) or model.tokenize  # v6 / earlier
+        features = prepare(list(texts))
+        return [
+            row[mask.bool()].tolist()
+            for row, mask in zip(features["input_ids"], features["attention_mask"], strict=True)
+        ]
+
+    def encode_ids(
+        self, ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """As `encode`, from token ids made beforehand (`token_ids`, or a tokenising stage on
+        other CPUs): the model only runs here. Rows sorted by length, padded per batch."""
+        if not ids:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if (onnx := self._onnx_encoder()) is not None:
+            return onnx.encode_ids(ids, progress)
+        import torch
+
+        model = self.model
+        tokenizer = model.tokenizer
+        pad = tokenizer.pad_token_id or 0
+        left = getattr(tokenizer, "padding_side", "right") == "left"
+        types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        size = max(self.batch_size, 256) if self.device != "cpu" else self.batch_size
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            length = max(len(ids[i]) for i in rows)
+            tokens = torch.full((len(rows), length), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), length), dtype=torch.long)
+            for number, i in enumerate(rows):
+                n = len(ids[i])
+                span = slice(length - n, length) if left else slice(0, n)
+                tokens[number, span] = torch.tensor(ids[i], dtype=torch.long)
+                mask[number, span] = 1
+            features = {"input_ids": tokens, "attention_mask": mask}
+            if types:
+                features["token_type_ids"] = torch.zeros_like(tokens)
+            on_device = {k: v.to(model.device, non_blocking=True) for k, v in features.items()}
+            with torch.inference_mode():
+                embedded = model.forward(on_device)["sentence_embedding"]
+            out[rows] = embedded.float().cpu().numpy()
+            if progress is not None:
+                progress(len(rows))
+        return np.ascontiguousarray(unit_rows(out))
 
     def encode_overlapped(
         self,

@@ -35,7 +35,7 @@ class EncoderInfo(BaseModel):
     match `model.fingerprint` whatever runs them."""
 
     backend: str = Field(description="torch or onnx.")
-    precision: str = Field(description="fp32, bf16 or fp16.")
+    precision: str = Field(description="fp32, bf16, fp16 or int8.")
     graph: str | None = Field(
         default=None, description="onnx: fused (onnxruntime's transformer optimizer) or plain."
     )

@@ -14,6 +14,8 @@ The export lives in the cache directory under the weights' fingerprint, the one 
 manifest records, so an index finds the encoder of exactly the weights it was built with:
 
     <cache>/encoders/<fingerprint>/model.onnx       the transformer, fp32, dynamic batch/length
+                                   model-int8.onnx  the same, its MatMul weights quantized to
+                                                    int8 (made on first use, `quantize_encoder`)
                                    tokenizer.json   the model's fast tokenizer
                                    encoder.json     EncoderSpec: pooling, normalisation, limits,
                                                     and whether the graph is fused
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import shutil
 import tempfile
@@ -47,9 +50,13 @@ if TYPE_CHECKING:
 ENCODER_FORMAT = 2
 SPEC_FILE = "encoder.json"
 MODEL_FILE = "model.onnx"
+INT8_FILE = "model-int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 #: An export is kept only if its vectors match the torch model's (fp32) this closely.
 MIN_COSINE = 0.999
+#: The int8 model is lossy by design; its rankings decide whether it is used (index/backends.py),
+#: this bound only refuses a quantization gone wrong (measured: 0.995 or more on the probes).
+INT8_MIN_COSINE = 0.98
 #: Model types whose layers onnxruntime's BERT optimizer knows.
 _FUSABLE = {"bert", "roberta", "xlm-roberta"}
 _PROBES = [
@@ -85,15 +92,28 @@ def onnxruntime_available() -> bool:
     return True
 
 
+OnnxPrecision = Literal["fp32", "int8"]
+
+
 class OnnxEncoder:
     """Embeds texts like the Embedder it was exported from. Thread-safe (onnxruntime sessions
-    run concurrently); loads on first use."""
+    run concurrently); loads on first use. `precision` int8 runs the quantized model."""
 
-    precision = "fp32"
     device = "cpu"
 
-    def __init__(self, directory: Path, threads: int | None = None, batch_size: int = 64):
+    def __init__(
+        self,
+        directory: Path,
+        threads: int | None = None,
+        batch_size: int = 64,
+        precision: OnnxPrecision = "fp32",
+        model_file: Path | None = None,
+    ):
         self.directory = Path(directory)
+        self.precision: OnnxPrecision = precision
+        self.model_file = model_file or self.directory / (
+            INT8_FILE if precision == "int8" else MODEL_FILE
+        )
         try:
             self.spec = EncoderSpec.model_validate_json(
                 (self.directory / SPEC_FILE).read_text(encoding="utf-8")
@@ -138,7 +158,7 @@ class OnnxEncoder:
         tokenizer.enable_truncation(max_length=self.spec.max_seq_length)
         tokenizer.no_padding()  # padded per batch, below
         self._session = ort.InferenceSession(
-            str(self.directory / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            str(self.model_file), options, providers=["CPUExecutionProvider"]
         )
         self._tokenizer = tokenizer
 
@@ -146,26 +166,37 @@ class OnnxEncoder:
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Unit-length (if the model normalises) float32 vectors, one row per text."""
+        return self.encode_ids(self.token_ids(texts), progress)
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's token ids as this encoder reads it (truncated, unpadded)."""
         self.load()
-        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        assert self._tokenizer is not None
+        return [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+
+    def encode_ids(
+        self, ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """As `encode`, from token ids already made (`token_ids`, or a tokenising stage)."""
+        self.load()
+        out = np.zeros((len(ids), self.dimension), dtype=np.float32)
         # Sorted by length, so a batch pads to a length its texts share.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
-            out[rows] = self._encode_batch([texts[i] for i in rows])
+            out[rows] = self._encode_batch([ids[i] for i in rows])
             if progress is not None:
                 progress(len(rows))
         return out
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
-        assert self._tokenizer is not None and self._session is not None
-        encodings = self._tokenizer.encode_batch(texts)
-        length = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(texts), length), dtype=np.int64)
-        mask = np.zeros((len(texts), length), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            ids[row, : len(encoding.ids)] = encoding.ids
-            mask[row, : len(encoding.ids)] = 1
+    def _encode_batch(self, batch: list[Sequence[int]]) -> np.ndarray:
+        assert self._session is not None
+        length = max(len(row) for row in batch)
+        ids = np.zeros((len(batch), length), dtype=np.int64)
+        mask = np.zeros((len(batch), length), dtype=np.int64)
+        for number, row in enumerate(batch):
+            ids[number, : len(row)] = row
+            mask[number, : len(row)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.spec.inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
@@ -182,7 +213,7 @@ class OnnxEncoder:
 
 
 def cached_encoder(
-    cache_dir: Path, fingerprint: str, threads: int | None = None
+    cache_dir: Path, fingerprint: str, threads: int | None = None, precision: OnnxPrecision = "fp32"
 ) -> OnnxEncoder | None:
     """The exported encoder of the weights with this fingerprint, if one is cached.
 
@@ -193,7 +224,7 @@ def cached_encoder(
     if not (directory / SPEC_FILE).is_file() or not onnxruntime_available():
         return None
     try:
-        encoder = OnnxEncoder(directory, threads=threads)
+        encoder = OnnxEncoder(directory, threads=threads, precision=precision)
         encoder.load()  # a damaged model file shows here, not in a search
     except EncoderUnavailable:
         return None
@@ -207,13 +238,69 @@ def open_encoder(
     cache_dir: Path,
     threads: int | None = None,
     batch_size: int = 64,
+    precision: OnnxPrecision = "fp32",
 ) -> OnnxEncoder:
     """The one way to an ONNX encoder, for indexing and for queries alike: the cached export
-    of these weights, exported first where there is none. Raises EncoderUnavailable."""
+    of these weights, exported first where there is none (and quantized, for int8). Raises
+    EncoderUnavailable."""
     directory = export_encoder(model, name, fingerprint, cache_dir)
-    encoder = OnnxEncoder(directory, threads=threads, batch_size=batch_size)
+    if precision == "int8":
+        quantize_encoder(directory)
+    encoder = OnnxEncoder(directory, threads=threads, batch_size=batch_size, precision=precision)
     encoder.load()
     return encoder
+
+
+def quantize_encoder(directory: Path) -> Path:
+    """The int8 model beside an export's fp32 one, made once: onnxruntime's dynamic
+    quantization of the MatMul weights, per output channel (activations are quantized per
+    batch at run time; LayerNorm, softmax and GELU stay fp32). Kept only if its vectors stay
+    close to the fp32 export's (INT8_MIN_COSINE); raises EncoderUnavailable otherwise."""
+    target = Path(directory) / INT8_FILE
+    if target.is_file():
+        return target
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    staging = target.with_name(f".{INT8_FILE}.{os.getpid()}.{threading.get_ident()}")
+    quiet = _Silence("pre-processing before quantization")  # its advice is for CNNs
+    logging.getLogger().addFilter(quiet)
+    try:
+        quantize_dynamic(
+            str(Path(directory) / MODEL_FILE),
+            str(staging),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        fp32 = OnnxEncoder(directory, batch_size=len(_PROBES)).encode(_PROBES)
+        int8 = OnnxEncoder(directory, batch_size=len(_PROBES), precision="int8", model_file=staging)
+        cosine = float((unit_rows(fp32) * unit_rows(int8.encode(_PROBES))).sum(axis=1).min())
+        if cosine < INT8_MIN_COSINE:
+            raise EncoderUnavailable(
+                f"the int8 model differs from the fp32 one (cosine {cosine:.4f})"
+            )
+        staging.replace(target)  # another process may have done the same: either file serves
+    except EncoderUnavailable:
+        raise
+    except Exception as exc:  # onnx and onnxruntime raise their own types
+        raise EncoderUnavailable(f"cannot quantize the ONNX encoder to int8: {exc}") from exc
+    finally:
+        logging.getLogger().removeFilter(quiet)
+        staging.unlink(missing_ok=True)
+    return target
+
+
+class _Silence(logging.Filter):
+    """Drops the log records that hold one phrase."""
+
+    def __init__(self, phrase: str):
+        super().__init__()
+        self.phrase = phrase
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.phrase not in record.getMessage()
 
 
 def export_encoder(

@@ -111,24 +111,27 @@ def refuse_newer(directory: Path, manifest: Manifest) -> None:
         )
 
 
-def bring_up_to_date(directory: Path, manifest: Manifest, keyword_generation: int | None) -> bool:
+def bring_up_to_date(
+    directory: Path, manifest: Manifest, keyword_generation: int | None, locked: bool = False
+) -> bool:
     """For a reader: upgrade the format, or catch the keyword index up, when either is due and
     no one else writes (a writer does both itself). True when something was done. A failure
-    (a full disk, a read-only folder) is logged: the reader goes on with what there is."""
+    (a full disk, a read-only folder) is logged: the reader goes on with what there is.
+    `locked`: the caller holds the index's write lock already."""
     refuse_newer(directory, manifest)
     due = manifest.format_version < FORMAT_VERSION or keyword_generation != manifest.generation
     if not due:
         return False
     try:
-        return _bring_up_to_date(directory)
+        return _bring_up_to_date(directory, locked)
     except (StoreError, OSError, ValueError, sqlite3.Error) as exc:
         log.warning("index %s not brought up to date: %s", directory, exc)
         return False
 
 
-def _bring_up_to_date(directory: Path) -> bool:
+def _bring_up_to_date(directory: Path, locked: bool) -> bool:
     try:
-        lock = acquire_write_lock(directory)
+        lock = None if locked else acquire_write_lock(directory)
     except WriterBusy:
         return False
     try:
@@ -146,5 +149,6 @@ def _bring_up_to_date(directory: Path) -> bool:
         finally:
             conn.close()
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
     return True

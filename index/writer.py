@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from sift.errors import ModelMismatch, StoreError
-from sift.index.embed import Embedder
+from sift.index.embed import SentenceEncoder
 from sift.index.generations import commit_generation, create_index, heal_files, next_generation
 from sift.index.keyword_index import KeywordWriter, forget_applied
 from sift.index.live_vectors import MERGE_MIN, sized_plan
@@ -58,7 +58,7 @@ class IndexSummary:
         }
 
 
-def check_model(manifest: Manifest, embedder: Embedder, directory: Path) -> None:
+def check_model(manifest: Manifest, embedder: SentenceEncoder, directory: Path) -> None:
     """Refuse to mix models: vectors of two models in one index are meaningless together.
     The weights decide; the same weights under another path or name are the same model."""
     if embedder.fingerprint != manifest.model.fingerprint:
@@ -113,7 +113,7 @@ class IndexWriter:
     def __init__(
         self,
         directory: Path,
-        embedder: Embedder,
+        embedder: SentenceEncoder,
         commit_every: int = 10_000,
         commit_seconds: float = 60.0,
         lock_wait: float = 0.0,

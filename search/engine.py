@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from sift.errors import DiskFull, InvalidRequest, ReadOnly, SiftError, out_of_room
-from sift.index.embed import Embedder, embedder_for
+from sift.index.embed import Embedder, SentenceEncoder, embedder_for
 from sift.index.ingest import IngestTally, article_or_failure, read_inputs, within_limits
 from sift.index.manifest import DATABASE_FILE, Manifest
 from sift.index.merging import BackgroundMerges
@@ -73,15 +73,18 @@ class Sift:
         finally:
             conn.close()
 
+    def _model_to_write(self) -> tuple[str | None, Manifest | None]:
+        """The model that embeds for this index (None: the default) and its stored manifest.
+        An index remembers its model: with none configured, that one."""
+        manifest = self._stored_manifest()
+        self._check_format(manifest)
+        return self.settings.model or (manifest.model.name if manifest else None), manifest
+
     @property
     def embedder(self) -> Embedder:
         with self._open_lock:
             if self._embedder is None:
-                manifest = self._stored_manifest()
-                self._check_format(manifest)
-                wanted = self.settings.model
-                # An index remembers its model: with none configured, use that one.
-                model = wanted or (manifest.model.name if manifest else None)
+                model, manifest = self._model_to_write()
                 embedder = embedder_for(self.settings, model)
                 if manifest is not None:
                     check_model(manifest, embedder, self.directory)
@@ -231,15 +234,17 @@ class Sift:
         on_embedded: Callable[[int], None] | None,
         tally: IngestTally | None,
     ) -> IndexSummary:
-        """Read, split and embed on a Ray cluster; commit here, as a local run does."""
+        """Read, split and embed on a Ray cluster; commit here, as a local run does. The model
+        loads on the actors only: they say what they embed with (index/cluster.py)."""
         from sift.index.cluster import check_address, import_ray, session, stream
 
         address = check_address(self.settings.ray_address or "")
-        import_ray()  # before the model loads: without Ray, say how to install it
-        embedder = self.embedder
+        import_ray()  # without Ray, say how to install it
+        self._refuse_read_only()
+        model, _ = self._model_to_write()
         with session(address) as ray:
-            items = stream(ray, paths, self.settings, embedder, tally)
-            return self._write(lambda w: w.add(items, on_article, on_embedded))
+            encoder, items = stream(ray, paths, self.settings, model, lambda: self.embedder, tally)
+            return self._write(lambda w: w.add(items, on_article, on_embedded), encoder)
 
     def index_articles(self, articles: Iterable[Article | Failure]) -> IndexSummary:
         return self._write(lambda w: w.add(self._within_limits(articles)))
@@ -298,7 +303,12 @@ class Sift:
         ids = [article_ids] if isinstance(article_ids, str) else article_ids
         return self._write(lambda w: w.remove(ids))
 
-    def _write(self, stage: Callable[[IndexWriter], IndexSummary]) -> IndexSummary:
+    def _write(
+        self,
+        stage: Callable[[IndexWriter], IndexSummary],
+        encoder: SentenceEncoder | None = None,
+    ) -> IndexSummary:
+        """Run `stage` in one writer, embedding with `encoder` (default: this process's)."""
         settings = self.settings
         self._refuse_read_only()
         try:
@@ -306,7 +316,7 @@ class Sift:
                 self._write_lock,
                 IndexWriter(
                     self.directory,
-                    self.embedder,
+                    encoder or self.embedder,
                     settings.commit_every,
                     settings.commit_seconds,
                     settings.write_wait or 0.0,

@@ -152,3 +152,74 @@ def test_snapshot_command(tmp_path: Path, seeded_dir: Path) -> None:
     with pytest.raises(InvalidRequest, match="new folder"):
         snapshot(seeded_dir, tmp_path)  # not empty
     assert check_index(dest).ok
+
+
+def answers(index: Path) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    engine = Sift(Settings(index=index, read_only=True))
+    return {
+        (q, mode): [(h.article_id, h.start) for h in engine.search(q, k=8, mode=mode).results]
+        for q in ("harbour reopened after the storm", "ferry news", "drone attacks", "treaty")
+        for mode in ("keyword", "hybrid", "dense")
+    }
+
+
+def inodes(folder: Path) -> set[int]:
+    return {p.stat().st_ino for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_repeated_snapshot_writes_only_what_is_new(
+    tmp_path: Path, seeded_dir: Path, embedder: Embedder
+) -> None:
+    """`--from` an earlier snapshot: what cannot have changed (the vectors base, the keyword
+    index's segments) is that snapshot's own files, hard-linked; the keyword index is caught up
+    with the rows that differ. The copy answers as a full snapshot of the same state does, and
+    the earlier snapshot is left as it was."""
+    index = copy_index(seeded_dir, tmp_path)
+    writer = Sift(Settings(index=index))
+    writer.add([article(1), article(2)])
+    first = Path(snapshot(index, tmp_path / "first").destination)
+    before = answers(first)
+    writer.add(article(1, round_=1))  # a new text
+    writer.add({**article(2), "title": "Ferry news"})  # a new title only
+    writer.add(article(3))
+    writer.remove(["brief-drones"])
+    second = snapshot(index, tmp_path / "second", previous=first)
+    full = snapshot(index, tmp_path / "full")
+    assert (second.keyword, second.vectors, full.keyword) == ("caught up", "linked", "built")
+    assert second.generation == full.generation > 0
+    assert 0 < second.written_bytes < second.bytes
+    copy = Path(second.destination)
+    base = json.loads((copy / "manifest.json").read_text())["vectors"]["file"]
+    assert (copy / base).stat().st_ino == (first / base).stat().st_ino
+    assert inodes(copy / "keyword") & inodes(first / "keyword")  # segments shared
+    # The same rows in its keyword index (`check_index` below compares them); BM25's statistics
+    # still count the documents deleted since the earlier snapshot, as the primary's do, so
+    # scores move a little and only the leading ranks are the full copy's for certain.
+    got, want = answers(copy), answers(Path(full.destination))
+    assert {k: v[:3] for k, v in got.items()} == {k: v[:3] for k, v in want.items()}
+    assert got[("ferry news", "keyword")][0][0] == "wire-2"  # its new title is searched
+    assert all(a != "brief-drones" for hits in got.values() for a, _ in hits)
+    assert check_index(copy, embedder).ok and check_index(first, embedder).ok
+    assert answers(first) == before  # the earlier snapshot did not move
+
+
+def test_a_repeated_snapshot_needs_a_snapshot_of_the_same_index(
+    tmp_path: Path, seeded_dir: Path
+) -> None:
+    index = copy_index(seeded_dir, tmp_path)
+    other = tmp_path / "other"
+    Sift(Settings(index=other)).add({"id": "x", "text": "Another index altogether."})
+    with pytest.raises(InvalidRequest, match="not a snapshot of"):
+        snapshot(index, tmp_path / "copy", previous=other)
+    with pytest.raises(InvalidRequest, match="no sift index"):
+        snapshot(index, tmp_path / "copy", previous=tmp_path / "nowhere")
+    first = tmp_path / "first"
+    snapshot(index, first)
+    done = subprocess.run(
+        [SIFT, "snapshot", str(tmp_path / "second"), "--index", str(index), "--from", str(first)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "keyword index caught up" in " ".join(done.stdout.split())
+    assert not (tmp_path / "copy").exists()  # a refused snapshot leaves nothing behind

@@ -16,8 +16,12 @@ import pytest
 from sift.index import embed as embed_module
 from sift.index.backends import (
     BF16_REASON,
+    INT8_LOSS,
+    INT8_REASON,
     ONNX_REASON,
+    QUALITY_TOLERANCE,
     CpuFeatures,
+    QualityLoss,
     choose_encoder,
 )
 from sift.index.embed import Embedder, ModelError, sift_version
@@ -25,13 +29,15 @@ from sift.index.manifest import Manifest
 from sift.index.split import split_sentences
 from sift.index.writer import embedding_text
 from sift.search.engine import Sift
+from sift.search.evaluation import run_reqa
 from sift.search.results import SearchRequest
 from sift.settings import Settings
 
 from tests.helpers import EVAL, ROOT, SEEDS
 
 WITH_BF16 = CpuFeatures(bf16=True, vnni=True)  # Xeon Sapphire Rapids, AMD Zen 4
-WITHOUT_BF16 = CpuFeatures(bf16=False, vnni=True)  # AMD EPYC Milan, Xeon Ice Lake, cloud VMs
+WITHOUT_BF16 = CpuFeatures(bf16=False, vnni=True)  # Xeon Cascade Lake and Ice Lake
+NEITHER = CpuFeatures(bf16=False, vnni=False)  # AMD EPYC Rome and Milan, older Xeons
 QUERIES = [
     "casualty estimates",
     "Who signed the defence pact?",
@@ -45,7 +51,8 @@ QUERIES = [
     [
         # auto: the measured winner for each kind of machine
         ("auto", "auto", "cpu", WITH_BF16, ("torch", "bf16")),
-        ("auto", "auto", "cpu", WITHOUT_BF16, ("onnx", "fp32")),
+        ("auto", "auto", "cpu", WITHOUT_BF16, ("onnx", "int8")),
+        ("auto", "auto", "cpu", NEITHER, ("onnx", "fp32")),
         ("auto", "auto", "cuda:0", WITHOUT_BF16, ("torch", "fp16")),
         ("auto", "auto", "cuda", WITH_BF16, ("torch", "fp16")),
         # a precision given: fp32 on a CPU is faster as ONNX, the same vectors
@@ -56,7 +63,11 @@ QUERIES = [
         ("torch", "auto", "cpu", WITH_BF16, ("torch", "bf16")),
         ("torch", "fp32", "cpu", WITH_BF16, ("torch", "fp32")),
         ("onnx", "auto", "cpu", WITH_BF16, ("onnx", "fp32")),
+        ("onnx", "auto", "cpu", WITHOUT_BF16, ("onnx", "fp32")),
         ("onnx", "fp32", "cpu", WITHOUT_BF16, ("onnx", "fp32")),
+        # int8 runs on the ONNX export, wherever it is asked for
+        ("auto", "int8", "cpu", WITH_BF16, ("onnx", "int8")),
+        ("onnx", "int8", "cpu", NEITHER, ("onnx", "int8")),
     ],
 )
 def test_each_kind_of_machine_gets_its_measured_winner(
@@ -69,29 +80,41 @@ def test_each_kind_of_machine_gets_its_measured_winner(
 
 def test_the_reason_names_the_cpu_kind() -> None:
     assert choose_encoder("auto", "auto", "cpu", WITH_BF16).reason == BF16_REASON
-    assert choose_encoder("auto", "auto", "cpu", WITHOUT_BF16).reason == ONNX_REASON
+    assert choose_encoder("auto", "auto", "cpu", WITHOUT_BF16).reason == INT8_REASON
+    assert choose_encoder("auto", "auto", "cpu", NEITHER).reason == ONNX_REASON
     assert "setting" in choose_encoder("onnx", "auto", "cpu", WITH_BF16).reason
+    assert "setting" in choose_encoder("auto", "int8", "cpu", WITH_BF16).reason
+    assert WITHOUT_BF16.describe() == "without bf16, with VNNI"
+    assert NEITHER.describe() == "without bf16 or VNNI"
 
 
-def test_no_machine_gets_a_lossy_encoder() -> None:
-    """int8 is not chosen until its hybrid quality is measured (index/backends.py)."""
-    for cpu in (WITH_BF16, WITHOUT_BF16, CpuFeatures(bf16=False, vnni=False)):
-        for device in ("cpu", "cuda:0"):
-            choice = choose_encoder("auto", "auto", device, cpu)
-            assert choice.precision in ("fp32", "bf16", "fp16")
+def test_the_quality_rule_decides_whether_auto_takes_int8() -> None:
+    """A lossy backend is taken only while its measured MRR@10 loss, dense and hybrid each,
+    stays within the tolerance; the measured int8 loss does (bench/int8_quality.py)."""
+    assert INT8_LOSS.within()
+    assert choose_encoder("auto", "auto", "cpu", WITHOUT_BF16, INT8_LOSS).precision == "int8"
+    over = QUALITY_TOLERANCE + 0.001
+    for loss in (QualityLoss(dense=-over, hybrid=0.0), QualityLoss(dense=0.0, hybrid=-over)):
+        assert not loss.within()
+        choice = choose_encoder("auto", "auto", "cpu", WITHOUT_BF16, loss)
+        assert (choice.backend, choice.precision) == ("onnx", "fp32")
+    # never on a CPU where it was not measured to win: bf16 CPUs, CPUs without VNNI, CUDA
+    for cpu, device in ((WITH_BF16, "cpu"), (NEITHER, "cpu"), (WITHOUT_BF16, "cuda:0")):
+        assert choose_encoder("auto", "auto", device, cpu, INT8_LOSS).precision != "int8"
 
 
 @pytest.mark.parametrize(
     ("flags", "bf16"),
     [
-        ("fpu sse2 avx2 avx512f avx512_vnni avx512bw", False),  # EPYC Milan / Ice Lake
+        ("fpu sse2 avx2 avx512f avx512_vnni avx512bw", False),  # Xeon Ice Lake
         ("fpu avx2 avx512f avx512_vnni avx512_bf16", True),  # EPYC Genoa (Zen 4)
         ("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", True),  # Sapphire Rapids
-        ("fpu sse2 avx avx2 fma", False),  # an older or smaller CPU
+        ("fpu sse2 avx avx2 fma", False),  # AMD EPYC Milan, an older or smaller CPU
     ],
 )
 def test_the_cpu_kind_is_read_from_its_flags(flags: str, bf16: bool) -> None:
     assert CpuFeatures.from_flags(flags.split()).bf16 is bf16
+    assert CpuFeatures.from_flags(flags.split()).vnni is ("vnni" in flags)
 
 
 def test_impossible_combinations_are_refused() -> None:
@@ -99,12 +122,14 @@ def test_impossible_combinations_are_refused() -> None:
         Embedder(backend="onnx", precision="bf16").choice  # noqa: B018
     with pytest.raises(ModelError, match="unknown backend"):
         Embedder(backend="int8")
+    with pytest.raises(ModelError, match="int8 runs on the onnx backend"):
+        Embedder(backend="torch", precision="int8").choice  # noqa: B018
 
 
 @pytest.fixture
 def without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This process sees a CPU without bf16, whatever it runs on."""
-    monkeypatch.setattr(embed_module, "detect_cpu", lambda: WITHOUT_BF16)
+    """This process sees a CPU without bf16 or VNNI, whatever it runs on."""
+    monkeypatch.setattr(embed_module, "detect_cpu", lambda: NEITHER)
 
 
 def test_a_cpu_without_bf16_indexes_with_the_fused_onnx_export(
@@ -117,7 +142,7 @@ def test_a_cpu_without_bf16_indexes_with_the_fused_onnx_export(
     assert (manifest.encoder.backend, manifest.encoder.precision) == ("onnx", "fp32")
     assert manifest.encoder.graph == "fused"
     assert manifest.encoder.reason == ONNX_REASON
-    assert manifest.encoder.cpu == "without bf16"
+    assert manifest.encoder.cpu == "without bf16 or VNNI"
     assert manifest.encoder.sift_version == sift_version() != "unknown"
 
 
@@ -144,6 +169,56 @@ def test_the_fused_export_ranks_as_torch_fp32_does(
     assert list(ids_a) == list(ids_b)
     va, vb = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (va, vb))
     assert (va * vb).sum(axis=1).min() > 0.9999  # as stored: int8 with a scale, each
+
+
+def test_a_cpu_with_vnni_indexes_in_int8_and_keeps_the_ranking(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without bf16 but with VNNI, `auto` embeds with the int8 export; the index says so, its
+    queries are embedded in fp32 as ever, and the seeds' best results are fp32's."""
+    monkeypatch.setattr(embed_module, "detect_cpu", lambda: WITHOUT_BF16)
+    int8 = Sift(Settings(index=tmp_path / "int8"))
+    fp32 = Sift(Settings(index=tmp_path / "fp32", backend="onnx"))
+    for engine in (int8, fp32):
+        engine.index_paths([SEEDS])
+    encoder = int8.reader.manifest.encoder
+    assert encoder is not None
+    assert (encoder.backend, encoder.precision, encoder.graph) == ("onnx", "int8", "fused")
+    assert encoder.reason == INT8_REASON
+    assert encoder.cpu == "without bf16, with VNNI"
+    assert fp32.reader.manifest.encoder.precision == "fp32"  # type: ignore[union-attr]
+    for q in QUERIES:
+        for mode in ("dense", "hybrid"):
+            a = int8.search(SearchRequest(q=q, k=5, mode=mode)).results
+            b = fp32.search(SearchRequest(q=q, k=5, mode=mode)).results
+            assert (a[0].article_id, a[0].start) == (b[0].article_id, b[0].start), (q, mode)
+    article = "north-korea-casualties.txt"
+    ids_a, _, va = int8.reader.sentence_vectors([article])
+    ids_b, _, vb = fp32.reader.sentence_vectors([article])
+    assert list(ids_a) == list(ids_b)
+    va, vb = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (va, vb))
+    cosines = (va * vb).sum(axis=1)
+    assert cosines.min() > 0.98 and cosines.mean() > 0.99  # close, and not the same vectors
+    assert cosines.min() < 0.9999
+
+
+def test_int8_keeps_ranking_quality_on_a_squad_slice(tmp_path: Path, embedder: Embedder) -> None:
+    """The quality rule on a slice a test can afford (4 Wikipedia articles, about 1,400
+    questions): `sift eval`'s dense and hybrid MRR@10 of an int8 index stay near fp32's. The
+    rule's own figure, on every question, is bench/int8_quality.py's."""
+    squad = EVAL / "squad_v1.1_dev" / "dev-v1.1.json.gz"
+    if not squad.exists():
+        pytest.skip(f"{squad} is absent (the evaluation data lives in ../shared/eval)")
+    mrr = {}
+    for name, settings in {"fp32": {"backend": "onnx"}, "int8": {"precision": "int8"}}.items():
+        report = run_reqa(
+            squad, tmp_path / name, Settings(**settings), ("dense", "hybrid"), False, None, None, 2
+        )
+        mrr[name] = {mode: report["modes"][mode]["mrr@10"] for mode in ("dense", "hybrid")}  # type: ignore[index]
+    made = Sift(Settings(index=tmp_path / "int8")).reader.manifest.encoder
+    assert made is not None and made.precision == "int8"
+    for mode in ("dense", "hybrid"):
+        assert abs(mrr["int8"][mode] - mrr["fp32"][mode]) <= 0.01, mrr
 
 
 def test_the_fused_export_keeps_the_vectors_of_real_news(embedder: Embedder) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from sift.index.keyword_index import KeywordIndex
 from sift.search.engine import Sift
 from sift.search.results import SearchRequest
 from sift.settings import Settings
+
+from tests.helpers import SEEDS
 
 
 @pytest.fixture
@@ -141,3 +144,42 @@ def test_sift_check_command(damaged: Path) -> None:
         "rebuilt the vectors from the database",
         "rewrote the manifest and counts",
     ]
+
+
+def test_a_check_while_writes_and_merges_go_on_reports_only_real_problems(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """`sift check` on a live index: writers commit, merges install new vector bases and the
+    keyword index and manifest file follow each commit, all while the check reads. A check
+    reads one committed state, and looks again where the index moved under it, so it never
+    reports a problem that is only a commit in flight."""
+    index = tmp_path / "index"
+    engine = Sift(Settings(index=index, merge_min=1, merges="background", write_wait=60))
+    engine.index_paths([SEEDS])
+    stop = threading.Event()
+    writes = []
+
+    def write() -> None:
+        number = 0
+        while not stop.is_set():
+            text = " ".join(
+                f"Dispatch {number} paragraph {j} says the ferry times changed." for j in range(6)
+            )
+            engine.add({"id": f"wire-{number % 7}", "title": f"Wire {number}", "text": text})
+            writes.append(number)
+            number += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        reports = []
+        while len(reports) < 25 or len(writes) < 25:
+            reports.append(check_index(index))
+    finally:
+        stop.set()
+        writer.join()
+    engine.wait_for_merges()
+    assert len(writes) >= 25
+    wrong = [p for r in reports for p in r.problems]
+    assert not wrong, wrong[:5]
+    assert check_index(index).ok

@@ -21,7 +21,11 @@ import numpy as np
 import pytest
 from sift.cli.index_cmds import ray_alone_means_local
 from sift.index.check import check_index
-from sift.index.cluster import plan
+from sift.index.cluster import TOKEN_PROBES, StageTokenizer, _pack_ids, _unpack_ids, plan
+from sift.index.embed import Embedder
+from sift.index.recipe import embedding_text
+from sift.index.records import Article
+from sift.index.split import split_sentences
 from sift.index.vectors import decode_vectors
 from sift.search.engine import Sift
 from sift.settings import Settings
@@ -137,10 +141,11 @@ def generation(index: Path) -> int:
 
 
 @pytest.mark.slow
-def test_ray_index_equals_a_local_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tokenize", ["auto", "cpu"])  # here auto: in the actor (no GPU)
+def test_ray_index_equals_a_local_one(tmp_path: Path, tokenize: str) -> None:
     local, remote = tmp_path / "local", tmp_path / "ray"
     Sift(Settings(index=local)).index_paths([SEEDS])
-    report = finished(ray_index([SEEDS], remote))
+    report = finished(ray_index([SEEDS], remote, ray_tokenize=tokenize))
     assert report["counts"] == {  # type: ignore[comparison-overlap]
         "added": 6,
         "updated": 0,
@@ -237,6 +242,54 @@ def test_the_plan_follows_the_cluster() -> None:
     here = plan({"CPU": 2}, Settings())
     assert (here.actors, here.threads) == (1, 2)
     assert plan({"CPU": 16}, Settings(ray_actors=3)).actors == 3
+    # GPUs run the model alone: their texts are tokenised by CPU tasks, unless told otherwise
+    assert gpus.tokenize_apart and not cpus.tokenize_apart
+    assert not plan({"CPU": 16, "GPU": 1}, Settings(ray_tokenize="actor")).tokenize_apart
+    assert plan({"CPU": 2}, Settings(ray_tokenize="cpu")).tokenize_apart
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_tokenising_stage_reads_as_the_model_does(backend: str) -> None:
+    """Ids made by a CPU task without the model's weights are the model's own, and embedding
+    from them gives the vectors of embedding the texts."""
+    texts = [embedding_text("Seeds", line) for line in seed_lines()] + TOKEN_PROBES
+    embedder = Embedder(backend=backend, precision="fp32")
+    ids = StageTokenizer(None)(texts)
+    assert ids == embedder.token_ids(texts)
+    assert [list(row) for row in _unpack_ids(_pack_ids(ids))] == ids
+    from_ids, from_texts = embedder.encode_ids(_unpack_ids(_pack_ids(ids))), embedder.encode(texts)
+    assert float((from_ids * from_texts).sum(axis=1).min()) > 0.9999
+
+
+def test_an_actor_whose_stage_reads_otherwise_tokenises_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tokenising stage that disagrees with the model on the probes is not trusted: the
+    actor embeds the texts, and the vectors are right all the same."""
+    import sift.index.cluster as cluster
+
+    payload = Article(id="a", title="Seeds", text="x").model_dump_json()
+    lines = seed_lines()[:5]
+    sentences = json.dumps([[i, 0, len(t), t] for i, t in enumerate(lines)])
+    wrong = _pack_ids([[101, 102]] * len(lines))
+    batch = {"payload": [payload], "sentences": [sentences], "embed": [True], "tokens": [wrong]}
+    settings = Settings(backend="onnx")
+    trusted = cluster._Embed(settings, None, {}, apart=True)
+    assert trusted.take_ids
+    monkeypatch.setattr(cluster, "_stage_tokenizer", lambda model: lambda texts: [[0]] * len(texts))
+    doubted = cluster._Embed(settings, None, {}, apart=True)
+    assert not doubted.take_ids
+    got = np.frombuffer(doubted(batch)["vectors"][0], dtype=np.float32).reshape(-1, 384)
+    want = Embedder(backend="onnx").encode([embedding_text("Seeds", t) for t in lines])
+    assert float((got * want).sum(axis=1).min()) > 0.9999
+    taken = np.frombuffer(trusted(batch)["vectors"][0], dtype=np.float32).reshape(-1, 384)
+    assert float((taken * want).sum(axis=1).max()) < 0.99  # the trusted one used the ids given
+
+
+def seed_lines() -> list[str]:
+    return [s.text for f in sorted(SEEDS.glob("*.txt")) for s in split_sentences(f.read_text())][
+        :40
+    ]
 
 
 @pytest.mark.slow
@@ -257,9 +310,24 @@ def test_one_large_file_streams_to_the_writer_in_small_blocks(tmp_path: Path) ->
         lines.append(json.dumps({"id": f"wire-{i}", "title": f"Wire {i}", "text": text}))
     path.write_text("\n".join(lines) + "\n")
     settings = Settings(index=tmp_path / "index", ray_address="local", ray_actors=1)
-    engine = Sift(settings)
     with session("local") as ray:
-        done = dataset(ray, [path], settings, engine.embedder).materialize()
+        done = dataset(ray, [path], settings, None).materialize()
         blocks, size = done.num_blocks(), done.size_bytes()
     assert size > 3_000_000
     assert blocks >= 3 and size / blocks <= 2 * BLOCK_BYTES, (blocks, size)
+
+
+@pytest.mark.slow
+def test_the_driver_loads_no_model_and_records_what_the_actors_ran(tmp_path: Path) -> None:
+    """The model loads on the actors alone: the driver takes the weights' fingerprint, the
+    dimension and the encoder from what they report, for the model check and the manifest."""
+    engine = Sift(Settings(index=tmp_path / "index", ray_address="local", ray_actors=1))
+    summary = engine.index_paths([SEEDS])
+    assert summary.sentences == 36 and not summary.failed
+    assert engine._embedder is None  # no model in this process
+    local = Embedder()
+    manifest = engine.reader.manifest
+    assert (manifest.model.fingerprint, manifest.model.dimension) == (local.fingerprint, 384)
+    assert manifest.encoder == local.encoder_info()  # the same settings on the same machine
+    again = engine.index_paths([SEEDS])  # all committed: nothing embedded, nothing loaded
+    assert len(again.unchanged) == 6 and engine._embedder is None
