@@ -79,7 +79,9 @@ def vector_ids(index: faiss.Index) -> np.ndarray:
 #: follow a commit or a merge a moment later: a look that finds a problem while the index
 #: moved under it may have seen a commit in flight, and looks again.
 UNLOCKED_LOOKS = 3
-#: Seconds the last look waits for the write lock (writers wait for it in turn).
+#: Seconds the last look waits for the write lock. While it holds the lock, writers wait for
+#: it up to their own `write_wait` (30 s in a server, none in a command), then fail as busy:
+#: it is taken only after looks that each found problems while the index moved.
 LOCK_WAIT = 120.0
 
 
@@ -370,8 +372,8 @@ def repair_index(directory: Path, embedder: Embedder) -> CheckReport:
     repaired: list[str] = []
     if not codes:
         return before
-    if codes & {"unreadable", "database", "manifest", "format", "model"}:
-        return before  # nothing here can be rebuilt safely
+    if codes & {"unreadable", "database", "manifest", "format", "model", "busy"}:
+        return before  # nothing here can be rebuilt safely (busy: may be commits in flight)
     with RepairingWriter(directory, embedder) as writer:
         if codes & {"offsets", "positions", "vector_rows", "no_sentences"}:
             ids = writer.articles_needing_resplit()

@@ -214,6 +214,8 @@ class StageTokenizer:
         self.lower = bool(config.get("do_lower_case", False))
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
         if self.lower:
             texts = [t.lower() for t in texts]
         encoded = self.tokenizer(texts, truncation="longest_first", max_length=self.max_length)
@@ -238,16 +240,19 @@ def _stage_tokenizer(model: str | None) -> StageTokenizer:
 
 
 def _tokenize(batch: dict[str, np.ndarray], model: str | None) -> dict[str, Any]:
-    """The token ids of each article's embedding texts, packed (`_pack_ids`), on a CPU."""
-    tokenizer = _stage_tokenizer(model)
+    """The token ids of each article's embedding texts, packed (`_pack_ids`), on a CPU; none
+    (b"") where the stage has no tokenizer for the model: the actor then tokenises."""
+    try:
+        tokenizer = _stage_tokenizer(model)
+    except Exception as exc:  # transformers raises many types for a tokenizer it cannot load
+        logging.getLogger(__name__).warning("no tokenizer for %s here (%s)", model, exc)
+        return {**batch, "tokens": [b""] * len(batch["payload"])}
     tokens = []
     for payload, sentences, embed in zip(
         batch["payload"], batch["sentences"], batch["embed"], strict=True
     ):
-        if not embed:
-            tokens.append(b"")
-            continue
-        tokens.append(_pack_ids(tokenizer(_embedding_texts(payload, sentences))))
+        texts = _embedding_texts(payload, sentences) if embed else []
+        tokens.append(_pack_ids(tokenizer(texts)) if texts else b"")
     return {**batch, "tokens": tokens}
 
 
@@ -292,31 +297,56 @@ class _Embed:
     def _reads_alike(self, model: str | None) -> bool:
         """Whether the tokenising stage gives the ids this actor's model reads."""
         ours = self.embedder.token_ids(TOKEN_PROBES)
-        if _stage_tokenizer(model)(TOKEN_PROBES) == ours:
-            return True
+        try:
+            if _stage_tokenizer(model)(TOKEN_PROBES) == ours:
+                return True
+            why = "it reads the probes otherwise"
+        except Exception as exc:  # transformers raises many types for a tokenizer it lacks
+            why = f"it cannot load ({exc})"
         logging.getLogger(__name__).warning(
-            "the tokenising stage reads the probes unlike %s: this actor tokenises", model
+            "tokenising stage not used for %s: %s; this actor tokenises", model, why
         )
         return False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        texts: list[str] = []
         ids: list[np.ndarray] = []
+        texts: list[str] = []
         counts = []
         for number, (payload, sentences, embed) in enumerate(
             zip(batch["payload"], batch["sentences"], batch["embed"], strict=True)
         ):
-            found = _unpack_ids(batch["tokens"][number]) if embed and self.take_ids else []
-            mine = _embedding_texts(payload, sentences) if embed and not self.take_ids else []
-            ids += found
-            texts += mine
-            counts.append(len(found) + len(mine))
-        vectors = self.embedder.encode_ids(ids) if self.take_ids else self.embedder.encode(texts)
+            packed = batch["tokens"][number] if self.take_ids and embed else b""
+            if packed:
+                found = _unpack_ids(packed)
+                ids += found
+                counts.append(len(found))
+            else:  # not tokenised by the stage (none asked for, or it could not): here
+                mine = _embedding_texts(payload, sentences) if embed else []
+                texts += mine
+                counts.append(len(mine))
+        if texts and ids:  # some of each: all as ids, in this model's own reading
+            ids, texts = self._merged(batch, counts), []
+        vectors = self.embedder.encode_ids(ids) if ids else self.embedder.encode(texts)
         out, cursor = [], 0
         for n in counts:
             out.append(vectors[cursor : cursor + n].astype(np.float32).tobytes())
             cursor += n
-        return {**batch, "vectors": out, "encoder": [self.described] * len(counts)}
+        rest = {k: v for k, v in batch.items() if k != "tokens"}  # not sent back to the driver
+        return {**rest, "vectors": out, "encoder": [self.described] * len(counts)}
+
+    def _merged(self, batch: dict[str, np.ndarray], counts: list[int]) -> list[np.ndarray]:
+        """Every article's ids in order: the stage's where it made them, else this model's."""
+        ids: list[np.ndarray] = []
+        for number, (payload, sentences, n) in enumerate(
+            zip(batch["payload"], batch["sentences"], counts, strict=True)
+        ):
+            packed = batch["tokens"][number]
+            if packed:
+                ids += _unpack_ids(packed)
+            elif n:
+                texts = _embedding_texts(payload, sentences)
+                ids += [np.asarray(row) for row in self.embedder.token_ids(texts)]
+        return ids
 
 
 @dataclass
@@ -347,6 +377,17 @@ class ActorEncoder:
         fields = json.loads(described)
         info = EncoderInfo.model_validate(fields.pop("info"))
         return cls(**fields, info=info, local=local)
+
+    def check_alike(self, other: ActorEncoder) -> None:
+        """Another actor's model must be this one (the same weights and dimension), or its
+        vectors are meaningless beside these: ClusterUnavailable. Another backend or precision
+        for the same weights (another kind of node) is allowed, as on separate runs."""
+        if (other.fingerprint, other.dimension) != (self.fingerprint, self.dimension):
+            raise ClusterUnavailable(
+                f"the actors embed with different models: weights {self.fingerprint[:12]} "
+                f"({self.dimension} dimensions) and {other.fingerprint[:12]} "
+                f"({other.dimension}); install the same model on every node"
+            )
 
     def encode(
         self, texts: Sequence[str], progress: Callable[[int], None] | None = None
@@ -442,10 +483,13 @@ def stream(
     first = _next_batch(ray, batches)
     if first is None:
         return None, iter(())
-    encoder = ActorEncoder.parse(str(first["encoder"][0]), local)
+    described = str(first["encoder"][0])
+    encoder = ActorEncoder.parse(described, local)
 
     def items(batch: dict[str, np.ndarray] | None) -> Iterator[Article | Failure | Prepared]:
         while batch is not None:
+            for other in set(map(str, batch["encoder"])) - {described}:
+                encoder.check_alike(ActorEncoder.parse(other, local))
             yield from _items(batch, encoder.dimension, tally)
             batch = _next_batch(ray, batches)
 

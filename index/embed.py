@@ -17,6 +17,7 @@ import numpy as np
 from sift.errors import EncoderUnavailable, ModelError
 from sift.index.backends import (
     BACKENDS,
+    ONNX_REASON,
     PRECISIONS,
     CpuFeatures,
     EncoderChoice,
@@ -218,11 +219,19 @@ class Embedder:
                 return self._onnx
         choice = self.choice
         onnx = None
-        if choice.backend == "onnx":
+        if choice.backend == "onnx" and choice.precision == "int8":
             try:
-                onnx = self.onnx_encoder(
-                    threads=self._threads, batch_size=ONNX_BATCH, precision=choice.precision
+                onnx = self.onnx_encoder(self._threads, ONNX_BATCH, precision="int8")
+            except EncoderUnavailable as exc:
+                if self._precision == "int8":  # asked for: say why it cannot be had
+                    raise ModelError(f"precision int8: {exc}") from exc
+                # chosen by `auto`: the fp32 export is the next best, as on a CPU without VNNI
+                choice = self._choice = EncoderChoice(
+                    "onnx", "fp32", f"int8 unavailable ({exc}); " + ONNX_REASON
                 )
+        if choice.backend == "onnx" and onnx is None:
+            try:
+                onnx = self.onnx_encoder(self._threads, ONNX_BATCH, precision="fp32")
             except EncoderUnavailable as exc:
                 if self._backend == "onnx":
                     raise ModelError(f"backend onnx: {exc}") from exc

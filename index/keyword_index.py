@@ -75,6 +75,11 @@ CREATE TRIGGER IF NOT EXISTS keyword_sentence_removed AFTER DELETE ON sentences 
     INSERT INTO keyword_changes VALUES ('s', old.id, 'change')
     ON CONFLICT DO UPDATE SET op = 'change';
 END;
+CREATE TRIGGER IF NOT EXISTS keyword_sentence_moved AFTER UPDATE OF article_id ON sentences
+BEGIN
+    INSERT INTO keyword_changes VALUES ('s', new.id, 'change')
+    ON CONFLICT DO UPDATE SET op = 'change';
+END;
 CREATE TRIGGER IF NOT EXISTS keyword_article_added AFTER INSERT ON articles BEGIN
     INSERT OR IGNORE INTO keyword_changes VALUES ('a', new.num, 'add');
 END;

@@ -14,7 +14,7 @@ base and the keyword index's segments, are hard-linked from PREVIOUS (copied whe
 folders are on different file systems), and the keyword index is caught up with the rows
 that differ between the two databases instead of built from all of them. The database is
 copied whole: it is the truth, and one committed state of it is what makes the copy
-consistent. PREVIOUS is only read; it stays a working index.
+consistent. PREVIOUS is not changed; it stays a working index.
 """
 
 from __future__ import annotations
@@ -37,21 +37,25 @@ from sift.index.upkeep import bring_up_to_date
 from sift.index.vectors import build
 
 #: The rows whose keyword documents differ between an earlier snapshot's database (`prev`)
-#: and the new copy: sentences are never changed in place (a new text is a new id), articles
-#: are compared by content.
+#: and the new copy. A sentence's text never changes in place (a new text is a new id), but
+#: it may pass to another article (a copy that inherits it, with its own title); an article
+#: is compared by content and by whether it holds its text itself (a copy that inherits the
+#: text keeps its content hash).
 _CHANGED_KEYS = """
 INSERT OR IGNORE INTO keyword_changes (kind, key, op)
 SELECT 's', id, 'change' FROM (
-    SELECT id FROM main.sentences EXCEPT SELECT id FROM prev.sentences)
+    SELECT id, article_id FROM main.sentences EXCEPT SELECT id, article_id FROM prev.sentences)
 UNION ALL
 SELECT 's', id, 'change' FROM (
-    SELECT id FROM prev.sentences EXCEPT SELECT id FROM main.sentences)
+    SELECT id, article_id FROM prev.sentences EXCEPT SELECT id, article_id FROM main.sentences)
 UNION ALL
 SELECT 'a', num, 'change' FROM (
-    SELECT num, content_hash FROM main.articles EXCEPT SELECT num, content_hash FROM prev.articles)
+    SELECT num, content_hash, duplicate_of FROM main.articles
+    EXCEPT SELECT num, content_hash, duplicate_of FROM prev.articles)
 UNION ALL
 SELECT 'a', num, 'change' FROM (
-    SELECT num, content_hash FROM prev.articles EXCEPT SELECT num, content_hash FROM main.articles)
+    SELECT num, content_hash, duplicate_of FROM prev.articles
+    EXCEPT SELECT num, content_hash, duplicate_of FROM main.articles)
 """
 
 
@@ -171,13 +175,16 @@ def _earlier(previous: Path, source: Path, conn: sqlite3.Connection) -> _Earlier
     return _Earlier(previous, theirs, current)
 
 
-def _share(source: Path, target: Path) -> None:
-    """`target` as the same file as `source` (a hard link), or a copy across file systems."""
+def _share(source: Path, target: Path) -> bool:
+    """`target` as the same file as `source` (a hard link: True), or a copy where a link
+    cannot be made (another file system: False)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+        return False
+    return True
 
 
 def _keyword_from(earlier: _Earlier, destination: Path, copy: sqlite3.Connection) -> bool:
@@ -191,13 +198,15 @@ def _keyword_from(earlier: _Earlier, destination: Path, copy: sqlite3.Connection
     for path in source.rglob("*"):
         if path.is_file() and not path.name.endswith(".lock"):
             _share(path, keyword_dir(destination) / path.relative_to(source))
-    copy.execute(
-        "ATTACH DATABASE ? AS prev", (f"file:{earlier.directory / DATABASE_FILE}?mode=ro",)
-    )
+    copy.execute("ATTACH DATABASE ? AS prev", (str(earlier.directory / DATABASE_FILE),))
     try:
         copy.execute("BEGIN")
-        copy.execute("DELETE FROM keyword_changes")  # the source's own, not ours
-        copy.execute(_CHANGED_KEYS)
+        try:
+            copy.execute("DELETE FROM keyword_changes")  # the source's own, not ours
+            copy.execute(_CHANGED_KEYS)
+        except BaseException:
+            copy.execute("ROLLBACK")
+            raise
         copy.execute("COMMIT")
     finally:
         copy.execute("DETACH DATABASE prev")
@@ -219,9 +228,10 @@ def _vectors(
     if name is None:
         return "copied"  # no base yet: every vector is read from the rows
     target = destination / name
-    if earlier is not None and earlier.manifest.vectors.file == name:
-        _share(earlier.directory / name, target)
-        return "linked"
+    # The same base: the same file name, coverage, type and build (an earlier snapshot that
+    # was written to since, or optimized, may hold another file under the same name).
+    if earlier is not None and earlier.manifest.vectors == manifest.vectors:
+        return "linked" if _share(earlier.directory / name, target) else "copied"
     try:
         shutil.copyfile(source / name, target)  # written whole and renamed: never half a file
         index = faiss.read_index(str(target))

@@ -241,9 +241,11 @@ class Sift:
         address = check_address(self.settings.ray_address or "")
         import_ray()  # without Ray, say how to install it
         self._refuse_read_only()
-        model, _ = self._model_to_write()
+        model, manifest = self._model_to_write()
         with session(address) as ray:
             encoder, items = stream(ray, paths, self.settings, model, lambda: self.embedder, tally)
+            if encoder is None and manifest is not None:
+                return IndexSummary()  # nothing came back: nothing to write, no model to load
             return self._write(lambda w: w.add(items, on_article, on_embedded), encoder)
 
     def index_articles(self, articles: Iterable[Article | Failure]) -> IndexSummary:

@@ -223,3 +223,25 @@ def test_a_repeated_snapshot_needs_a_snapshot_of_the_same_index(
     assert done.returncode == 0, done.stderr
     assert "keyword index caught up" in " ".join(done.stdout.split())
     assert not (tmp_path / "copy").exists()  # a refused snapshot leaves nothing behind
+
+
+def test_a_repeated_snapshot_follows_a_copy_that_inherits_its_text(
+    tmp_path: Path, seeded_dir: Path
+) -> None:
+    """Removing an article whose text another one repeats hands its text and sentences to
+    that copy (no new embedding, the copy's content unchanged): the repeated snapshot's
+    keyword index must follow, as the primary's does."""
+    index = copy_index(seeded_dir, tmp_path)
+    writer = Sift(Settings(index=index))
+    text = "The lighthouse keeper retired after forty winters on the headland."
+    writer.add({"id": "keeper", "title": "Keeper retires", "text": text})
+    writer.add({"id": "keeper-copy", "title": "Coastal farewell", "text": text})
+    first = Path(snapshot(index, tmp_path / "first").destination)
+    writer.remove(["keeper"])
+    second = Path(snapshot(index, tmp_path / "second", previous=first).destination)
+    for where in (index, second):
+        engine = Sift(Settings(index=where, read_only=True))
+        for q in ("lighthouse keeper forty winters", "coastal farewell"):
+            hits = engine.search(q, k=3, mode="keyword").results
+            assert hits and hits[0].article_id == "keeper-copy", (where.name, q, hits)
+    assert check_index(second).ok

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sift.cli.index_cmds import ray_alone_means_local
+from sift.errors import ClusterUnavailable
 from sift.index.check import check_index
 from sift.index.cluster import TOKEN_PROBES, StageTokenizer, _pack_ids, _unpack_ids, plan
 from sift.index.embed import Embedder
@@ -331,3 +332,45 @@ def test_the_driver_loads_no_model_and_records_what_the_actors_ran(tmp_path: Pat
     assert manifest.encoder == local.encoder_info()  # the same settings on the same machine
     again = engine.index_paths([SEEDS])  # all committed: nothing embedded, nothing loaded
     assert len(again.unchanged) == 6 and engine._embedder is None
+
+
+def test_actors_with_other_weights_are_refused() -> None:
+    """Vectors of two models side by side are meaningless: a batch from an actor whose weights
+    differ stops the run; another backend or precision of the same weights is allowed."""
+    import sift.index.cluster as cluster
+
+    local = Embedder(backend="onnx")
+    ours = cluster.ActorEncoder.parse(cluster.ActorEncoder.describe(local), lambda: local)
+    int8 = ours.info.model_copy(update={"precision": "int8"})
+    other_kind = cluster.ActorEncoder(ours.name, ours.fingerprint, ours.dimension, int8, ours.local)
+    ours.check_alike(other_kind)
+    other_weights = cluster.ActorEncoder("m", "f" * 64, ours.dimension, ours.info, lambda: local)
+    with pytest.raises(ClusterUnavailable, match="different models"):
+        ours.check_alike(other_weights)
+
+
+def test_a_tokenising_stage_without_a_tokenizer_leaves_it_to_the_actor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sift.index.cluster as cluster
+
+    def missing(model: str | None) -> cluster.StageTokenizer:
+        raise OSError("no tokenizer files here")
+
+    monkeypatch.setattr(cluster, "_stage_tokenizer", missing)
+    payload = Article(id="a", title="Seeds", text="x").model_dump_json()
+    line = seed_lines()[0]
+    batch = {
+        "payload": [payload],
+        "sentences": [json.dumps([[0, 0, len(line), line]])],
+        "embed": [True],
+    }
+    tokenized = cluster._tokenize(batch, None)
+    assert tokenized["tokens"] == [b""]
+    actor = cluster._Embed(Settings(backend="onnx"), None, {}, apart=True)
+    assert not actor.take_ids
+    out = actor(tokenized)
+    assert "tokens" not in out  # ids are not sent back to the driver
+    got = np.frombuffer(out["vectors"][0], dtype=np.float32)
+    want = Embedder(backend="onnx").encode([embedding_text("Seeds", line)])[0]
+    assert float(got @ want) > 0.9999
