@@ -2,6 +2,7 @@
 run: BBC News (2,225 articles), or its first N.
 
     .venv/bin/python bench/cluster_rate.py [--limit N] [--copies N] [--actors N] [--rounds 2]
+                                           [--tokenize auto|cpu|actor]
 
 Both rates are end to end, as a user waits for them: the local run from its first article to its
 commit (the model already loaded), the Ray run from starting the cluster (`ray.init`, the actors
@@ -35,6 +36,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1, help="Index the corpus N times over.")
     parser.add_argument("--actors", type=int, default=None, help="SIFT_RAY_ACTORS")
     parser.add_argument("--rounds", type=int, default=2, help="Runs of each, alternating.")
+    parser.add_argument(
+        "--tokenize", default="auto", choices=["auto", "cpu", "actor"], help="SIFT_RAY_TOKENIZE"
+    )
     args = parser.parse_args()
     articles = bbc_articles()[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,10 +53,15 @@ def main() -> None:
             settings = Settings(index=Path(tmp) / f"{mode}-{number}")
             if mode == "ray":
                 settings = settings.model_copy(
-                    update={"ray_address": "local", "ray_actors": args.actors}
+                    update={
+                        "ray_address": "local",
+                        "ray_actors": args.actors,
+                        "ray_tokenize": args.tokenize,
+                    }
                 )
             engine = Sift(settings)
-            engine.embedder.encode(["warm up the model before timing"])  # the driver's, loaded
+            if mode == "local":  # loaded before timing; a Ray driver loads no model
+                engine.embedder.encode(["warm up the model before timing"])
             started = time.perf_counter()
             summary = engine.index_paths([corpus])
             seconds[mode] += time.perf_counter() - started
@@ -79,6 +88,7 @@ def main() -> None:
             "ray_sentences_per_s": round(ray_rate, 1),
             "ratio": round(ray_rate / local_rate, 3),
             "ray_gpus": gpus,
+            "ray_tokenize": args.tokenize,
             "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }
     )

@@ -53,12 +53,14 @@ class QualityLoss:
         return abs(self.dense) <= tolerance and abs(self.hybrid) <= tolerance
 
 
-#: int8 against fp32, measured (README, Performance: `bench/int8_quality.py`).
-INT8_LOSS = QualityLoss(dense=0.0000, hybrid=0.0002)
+#: int8 against fp32, measured (README, Performance: `bench/int8_quality.py`), the worse of two
+#: runs: int8 quantizes each batch's activations on their own range, so its vectors, and its
+#: MRR@10, move a little with the batches (the other run: +0.0000 and +0.0002).
+INT8_LOSS = QualityLoss(dense=-0.0014, hybrid=-0.0015)
 INT8_REASON = (
     "CPU without AVX512-BF16/AMX, with VNNI: the fused ONNX export with its MatMul weights in "
-    "int8 (1.66x the fp32 export on a VNNI CPU; sift eval MRR@10 dense +0.0000, hybrid "
-    "+0.0002 against fp32)"
+    "int8 (1.66x the fp32 export on a VNNI CPU; sift eval MRR@10 within 0.0015 of fp32, "
+    "dense and hybrid)"
 )
 
 

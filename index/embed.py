@@ -367,13 +367,29 @@ class Embedder:
             features = {"input_ids": tokens, "attention_mask": mask}
             if types:
                 features["token_type_ids"] = torch.zeros_like(tokens)
-            on_device = {k: v.to(model.device, non_blocking=True) for k, v in features.items()}
-            with torch.inference_mode():
-                embedded = model.forward(on_device)["sentence_embedding"]
-            out[rows] = embedded.float().cpu().numpy()
-            if progress is not None:
-                progress(len(rows))
+            self._forward_into(out, rows, features, progress)
         return np.ascontiguousarray(unit_rows(out))
+
+    def _forward_into(
+        self,
+        out: np.ndarray,
+        rows: list[int],
+        features: dict[str, Any],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """The model over one batch's features, moved to its device; vectors into `out[rows]`."""
+        import torch
+
+        model = self.model
+        on_device = {
+            k: v.to(model.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in features.items()
+        }
+        with torch.inference_mode():
+            embedded = model.forward(on_device)["sentence_embedding"]
+        out[rows] = embedded.float().cpu().numpy()
+        if progress is not None:
+            progress(len(rows))
 
     def encode_overlapped(
         self,
@@ -387,7 +403,6 @@ class Embedder:
         are of texts sorted by length (little padding) and at least 256 long on CUDA; the
         copy to the device does not block. CUDA uses this by default; on a CPU the two would
         only compete for the same cores."""
-        import torch
 
         model = self.model
         prepare = getattr(model, "preprocess", None) or model.tokenize  # v6 / earlier
@@ -413,15 +428,7 @@ class Embedder:
                 features = upcoming.result()
                 if number + 1 < len(batches):
                     upcoming = pool.submit(tokenized, batches[number + 1])
-                on_device = {
-                    k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                    for k, v in features.items()
-                }
-                with torch.inference_mode():
-                    embedded = model.forward(on_device)["sentence_embedding"]
-                out[rows] = embedded.float().cpu().numpy()
-                if progress is not None:
-                    progress(len(rows))
+                self._forward_into(out, rows, features, progress)
         return np.ascontiguousarray(unit_rows(out))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from sift.cli.index_cmds import ray_alone_means_local
 from sift.errors import ClusterUnavailable
+from sift.index.backends import choose_encoder, detect_cpu
 from sift.index.check import check_index
 from sift.index.cluster import TOKEN_PROBES, StageTokenizer, _pack_ids, _unpack_ids, plan
 from sift.index.embed import Embedder
@@ -34,6 +35,15 @@ from sift.settings import Settings
 from tests.helpers import SEEDS, SIFT
 
 WORDS = "harbour ferry storm council budget school river bridge market rail vote court".split()
+#: What both sides of a local-against-Ray comparison embed with: this machine's `auto`, except
+#: where that is int8 (a CPU with VNNI and no bf16). int8 quantizes each batch's activations
+#: on their own range, so a vector depends a little on the sentences embedded beside it, and
+#: a local run and a Ray run batch differently: there both use the fp32 export.
+SAME = (
+    {"backend": "onnx"}
+    if choose_encoder("auto", "auto", "cpu", detect_cpu()).precision == "int8"
+    else {}
+)
 
 
 def corpus(folder: Path, n: int) -> Path:
@@ -145,8 +155,8 @@ def generation(index: Path) -> int:
 @pytest.mark.parametrize("tokenize", ["auto", "cpu"])  # here auto: in the actor (no GPU)
 def test_ray_index_equals_a_local_one(tmp_path: Path, tokenize: str) -> None:
     local, remote = tmp_path / "local", tmp_path / "ray"
-    Sift(Settings(index=local)).index_paths([SEEDS])
-    report = finished(ray_index([SEEDS], remote, ray_tokenize=tokenize))
+    Sift(Settings(index=local, **SAME)).index_paths([SEEDS])
+    report = finished(ray_index([SEEDS], remote, ray_tokenize=tokenize, **SAME))
     assert report["counts"] == {  # type: ignore[comparison-overlap]
         "added": 6,
         "updated": 0,
@@ -174,8 +184,8 @@ def test_ray_without_the_extra_says_how_to_install(tmp_path: Path) -> None:
 def test_a_killed_worker_is_retried(tmp_path: Path) -> None:
     folder = corpus(tmp_path / "in", 120)
     local, remote = tmp_path / "local", tmp_path / "ray"
-    Sift(Settings(index=local)).index_paths([folder])
-    proc = ray_index([folder], remote, ray_actors="1", commit_every="60")
+    Sift(Settings(index=local, **SAME)).index_paths([folder])
+    proc = ray_index([folder], remote, ray_actors="1", commit_every="60", **SAME)
     killed, actors, started, titles = [], set(), time.monotonic(), set()
     try:
         while proc.poll() is None and time.monotonic() - started < 600:
@@ -204,8 +214,8 @@ def test_a_killed_driver_keeps_its_commits_and_a_rerun_goes_on(tmp_path: Path) -
     n = 480
     folder = corpus(tmp_path / "in", n)
     local, remote = tmp_path / "local", tmp_path / "ray"
-    Sift(Settings(index=local)).index_paths([folder])
-    proc = ray_index([folder], remote, ray_actors="1", commit_every="60")
+    Sift(Settings(index=local, **SAME)).index_paths([folder])
+    proc = ray_index([folder], remote, ray_actors="1", commit_every="60", **SAME)
     cluster: set[int] = set()
     try:
         while proc.poll() is None and generation(remote) < 2:
@@ -220,7 +230,7 @@ def test_a_killed_driver_keeps_its_commits_and_a_rerun_goes_on(tmp_path: Path) -
     assert check_index(remote).ok
     committed = Sift(Settings(index=remote)).stats().articles
     assert 0 < committed < n
-    report = finished(ray_index([folder], remote, ray_actors="1"))
+    report = finished(ray_index([folder], remote, ray_actors="1", **SAME))
     counts = report["counts"]
     assert counts["unchanged"] == committed  # type: ignore[index]
     assert counts["added"] == n - committed  # type: ignore[index]

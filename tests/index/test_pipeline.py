@@ -70,9 +70,10 @@ def test_an_error_while_reading_stops_the_run_and_loses_nothing(tmp_path: Path) 
     assert hits[0].article_id == "north-korea-casualties.txt"
 
 
-def test_the_gpu_feeding_path_embeds_as_encode_does(embedder: Embedder) -> None:
+def test_the_gpu_feeding_path_embeds_as_encode_does() -> None:
     """On CUDA, `encode` tokenises the next batch on a thread while the model runs (no GPU
-    here: the same code runs on the CPU, and must give the same vectors)."""
+    here: the same code runs on the CPU, and must give the same vectors as torch's `encode`)."""
+    embedder = Embedder(backend="torch", precision="fp32")
     texts = [p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt"))]
     texts = [line for text in texts for line in text.splitlines() if line.strip()]
     texts += ["short", "a somewhat longer sentence, to be padded against the short one"]
