@@ -135,7 +135,7 @@ def without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_cpu_without_bf16_indexes_with_the_fused_onnx_export(
     tmp_path: Path, embedder: Embedder, without_bf16: None
 ) -> None:
-    engine = Sift(Settings(index=tmp_path / "index"))
+    engine = Sift(Settings(index=tmp_path / "index", backend="auto"))
     engine.index_paths([SEEDS])
     manifest = engine.reader.manifest
     assert manifest.encoder is not None
@@ -151,7 +151,7 @@ def test_the_fused_export_ranks_as_torch_fp32_does(
 ) -> None:
     """The quality rule for a lossless backend: the same top results on a real index as
     torch fp32, and the same stored vectors."""
-    onnx = Sift(Settings(index=tmp_path / "onnx"))
+    onnx = Sift(Settings(index=tmp_path / "onnx", backend="auto"))
     torch32 = Sift(Settings(index=tmp_path / "torch", backend="torch", precision="fp32"))
     for engine in (onnx, torch32):
         engine.index_paths([SEEDS])
@@ -177,7 +177,7 @@ def test_a_cpu_with_vnni_indexes_in_int8_and_keeps_the_ranking(
     """Without bf16 but with VNNI, `auto` embeds with the int8 export; the index says so, its
     queries are embedded in fp32 as ever, and the seeds' best results are fp32's."""
     monkeypatch.setattr(embed_module, "detect_cpu", lambda: WITHOUT_BF16)
-    int8 = Sift(Settings(index=tmp_path / "int8"))
+    int8 = Sift(Settings(index=tmp_path / "int8", backend="auto"))
     fp32 = Sift(Settings(index=tmp_path / "fp32", backend="onnx"))
     for engine in (int8, fp32):
         engine.index_paths([SEEDS])

@@ -24,7 +24,7 @@ from sift.errors import ClusterUnavailable
 from sift.index.backends import choose_encoder, detect_cpu
 from sift.index.check import check_index
 from sift.index.cluster import TOKEN_PROBES, StageTokenizer, _pack_ids, _unpack_ids, plan
-from sift.index.embed import Embedder
+from sift.index.embed import Embedder, embedder_for
 from sift.index.recipe import embedding_text
 from sift.index.records import Article
 from sift.index.split import split_sentences
@@ -336,7 +336,7 @@ def test_the_driver_loads_no_model_and_records_what_the_actors_ran(tmp_path: Pat
     summary = engine.index_paths([SEEDS])
     assert summary.sentences == 36 and not summary.failed
     assert engine._embedder is None  # no model in this process
-    local = Embedder()
+    local = embedder_for(Settings(), None)  # what the actors make of the same settings
     manifest = engine.reader.manifest
     assert (manifest.model.fingerprint, manifest.model.dimension) == (local.fingerprint, 384)
     assert manifest.encoder == local.encoder_info()  # the same settings on the same machine
