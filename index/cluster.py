@@ -312,24 +312,15 @@ class _Embed:
         return False
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        ids: list[np.ndarray] = []
-        texts: list[str] = []
-        counts = []
-        for number, (payload, sentences, embed) in enumerate(
-            zip(batch["payload"], batch["sentences"], batch["embed"], strict=True)
-        ):
-            packed = batch["tokens"][number] if self.take_ids and embed else b""
-            if packed:
-                found = _unpack_ids(packed)
-                ids += found
-                counts.append(len(found))
-            else:  # not tokenised by the stage (none asked for, or it could not): here
-                mine = _embedding_texts(payload, sentences) if embed else []
-                texts += mine
-                counts.append(len(mine))
-        if texts and ids:  # some of each: all as ids, in this model's own reading
-            ids, texts = self._merged(batch, counts), []
-        vectors = self.embedder.encode_ids(ids) if ids else self.embedder.encode(texts)
+        numbers = range(len(batch["payload"]))
+        if self.take_ids:
+            ids = [self._ids(batch, n) for n in numbers]
+            vectors = self.embedder.encode_ids([row for rows in ids for row in rows])
+            counts = [len(rows) for rows in ids]
+        else:
+            texts = [self._texts(batch, n) for n in numbers]
+            vectors = self.embedder.encode([text for rows in texts for text in rows])
+            counts = [len(rows) for rows in texts]
         out, cursor = [], 0
         for n in counts:
             out.append(vectors[cursor : cursor + n].astype(np.float32).tobytes())
@@ -337,19 +328,19 @@ class _Embed:
         rest = {k: v for k, v in batch.items() if k != "tokens"}  # not sent back to the driver
         return {**rest, "vectors": out, "encoder": [self.described] * len(counts)}
 
-    def _merged(self, batch: dict[str, np.ndarray], counts: list[int]) -> list[np.ndarray]:
-        """Every article's ids in order: the stage's where it made them, else this model's."""
-        ids: list[np.ndarray] = []
-        for number, (payload, sentences, n) in enumerate(
-            zip(batch["payload"], batch["sentences"], counts, strict=True)
-        ):
-            packed = batch["tokens"][number]
-            if packed:
-                ids += _unpack_ids(packed)
-            elif n:
-                texts = _embedding_texts(payload, sentences)
-                ids += [np.asarray(row) for row in self.embedder.token_ids(texts)]
-        return ids
+    @staticmethod
+    def _texts(batch: dict[str, np.ndarray], number: int) -> list[str]:
+        if not batch["embed"][number]:
+            return []
+        return _embedding_texts(batch["payload"][number], batch["sentences"][number])
+
+    def _ids(self, batch: dict[str, np.ndarray], number: int) -> list[Any]:
+        """An article's token ids: the stage's, or this model's own where the stage made none
+        (it could not load a tokenizer)."""
+        packed = batch["tokens"][number]
+        if packed:
+            return _unpack_ids(packed)
+        return self.embedder.token_ids(self._texts(batch, number))
 
 
 @dataclass

@@ -325,6 +325,8 @@ class Embedder:
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's token ids as this embedder reads it (truncated, unpadded): what a
         tokenising stage elsewhere must reproduce for `encode_ids` (index/cluster.py)."""
+        if not texts:
+            return []
         if (onnx := self._onnx_encoder()) is not None:
             return onnx.token_ids(texts)
         model = self.model

@@ -295,6 +295,16 @@ def test_an_actor_whose_stage_reads_otherwise_tokenises_itself(
     assert float((got * want).sum(axis=1).min()) > 0.9999
     taken = np.frombuffer(trusted(batch)["vectors"][0], dtype=np.float32).reshape(-1, 384)
     assert float((taken * want).sum(axis=1).max()) < 0.99  # the trusted one used the ids given
+    # beside an article committed already (nothing to embed) and one the stage left untouched
+    mixed = {
+        "payload": [payload] * 3,
+        "sentences": [sentences] * 3,
+        "embed": [True, False, True],
+        "tokens": [wrong, b"", b""],
+    }
+    vectors = [np.frombuffer(v, dtype=np.float32) for v in trusted(mixed)["vectors"]]
+    assert [len(v) // 384 for v in vectors] == [len(lines), 0, len(lines)]
+    assert float((vectors[2].reshape(-1, 384) * want).sum(axis=1).min()) > 0.9999
 
 
 def seed_lines() -> list[str]:
