@@ -29,6 +29,7 @@ from sift.index.store import (
     UNSPLIT_ARTICLES_SQL,
     connect,
     read_manifest,
+    stored_manifest,
 )
 from sift.index.upkeep import bring_up_to_date
 from sift.index.vectors import vector_bytes
@@ -126,15 +127,9 @@ def _look(directory: Path, embedder: Embedder | None, locked: bool = False) -> C
 
 def _generation(directory: Path) -> int | None:
     try:
-        conn = connect(directory)
+        manifest = stored_manifest(directory)
     except StoreError:
         return None
-    try:
-        manifest = read_manifest(conn)
-    except StoreError:
-        return None
-    finally:
-        conn.close()
     return manifest.generation if manifest else None
 
 

@@ -330,7 +330,7 @@ class Embedder:
         if (onnx := self._onnx_encoder()) is not None:
             return onnx.token_ids(texts)
         model = self.model
-        prepare = getattr(model, "preprocess", None) or model.tokenize  # v6 / earlier
+        prepare = _preprocess(model)
         features = prepare(list(texts))
         return [
             row[mask.bool()].tolist()
@@ -407,7 +407,7 @@ class Embedder:
         only compete for the same cores."""
 
         model = self.model
-        prepare = getattr(model, "preprocess", None) or model.tokenize  # v6 / earlier
+        prepare = _preprocess(model)
         size = batch_size or (
             max(self.batch_size, 256) if self.device != "cpu" else self.batch_size
         )
@@ -432,6 +432,11 @@ class Embedder:
                     upcoming = pool.submit(tokenized, batches[number + 1])
                 self._forward_into(out, rows, features, progress)
         return np.ascontiguousarray(unit_rows(out))
+
+
+def _preprocess(model: SentenceTransformer) -> Callable[[list[str]], dict[str, Any]]:
+    """The model's own tokenising: `preprocess` in sentence-transformers 6, `tokenize` before."""
+    return getattr(model, "preprocess", None) or model.tokenize
 
 
 def embedder_for(settings: Settings, model: str | None, **override: Any) -> Embedder:

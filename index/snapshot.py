@@ -32,7 +32,7 @@ import numpy as np
 from sift.errors import InvalidRequest, StoreError
 from sift.index.keyword_index import keyword_dir, keyword_generation
 from sift.index.manifest import DATABASE_FILE, MANIFEST_FILE, Manifest, manifest_json
-from sift.index.store import connect, read_manifest, save_vectors
+from sift.index.store import connect, read_manifest, save_vectors, stored_manifest
 from sift.index.upkeep import bring_up_to_date
 from sift.index.vectors import build
 
@@ -157,11 +157,7 @@ def _earlier(previous: Path, source: Path, conn: sqlite3.Connection) -> _Earlier
         raise InvalidRequest("--from names the index itself: give an earlier snapshot of it")
     if not (previous / DATABASE_FILE).exists():
         raise InvalidRequest(f"--from {previous}: no sift index there")
-    other = connect(previous)
-    try:
-        theirs = read_manifest(other)
-    finally:
-        other.close()
+    theirs = stored_manifest(previous)
     ours = read_manifest(conn)
     same = (
         theirs is not None

@@ -110,6 +110,18 @@ def read_manifest(conn: sqlite3.Connection) -> Manifest | None:
     return Manifest.model_validate_json(row[0]) if row else None
 
 
+def stored_manifest(directory: Path) -> Manifest | None:
+    """The committed manifest of the index at `directory`; None where there is no database
+    (or it holds no commit). StoreError where it cannot be read."""
+    if not (directory / DATABASE_FILE).exists():
+        return None
+    conn = connect(directory)
+    try:
+        return read_manifest(conn)
+    finally:
+        conn.close()
+
+
 def save_vectors(directory: Path, index: faiss.Index, name: str) -> None:
     """Write a vectors file atomically and durably (before the commit that names it)."""
     tmp = directory / f".{name}.{os.getpid()}.tmp"

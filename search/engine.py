@@ -19,7 +19,7 @@ from sift.index.pipeline import Prepared
 from sift.index.recipe import embedding_text
 from sift.index.records import Article, Failure
 from sift.index.split import split_sentences
-from sift.index.store import connect, read_manifest
+from sift.index.store import connect, stored_manifest
 from sift.index.upkeep import refuse_newer
 from sift.index.writer import IndexSummary, IndexWriter, check_model, embeds
 from sift.search.answer import answer
@@ -64,19 +64,10 @@ class Sift:
 
     # -- opening --------------------------------------------------------------------------------
 
-    def _stored_manifest(self) -> Manifest | None:
-        if not (self.directory / "sift.db").exists():
-            return None
-        conn = connect(self.directory)
-        try:
-            return read_manifest(conn)
-        finally:
-            conn.close()
-
     def _model_to_write(self) -> tuple[str | None, Manifest | None]:
         """The model that embeds for this index (None: the default) and its stored manifest.
         An index remembers its model: with none configured, that one."""
-        manifest = self._stored_manifest()
+        manifest = stored_manifest(self.directory)
         self._check_format(manifest)
         return self.settings.model or (manifest.model.name if manifest else None), manifest
 
