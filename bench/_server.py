@@ -112,9 +112,11 @@ class _Connection:
 
 
 async def _load(
-    url: str, texts: list[str], mode: str, concurrency: int, seconds: float, most: int
-) -> tuple[list[float], float, int]:
-    latencies: list[float] = []
+    url: str, texts: list[str], modes: list[str], concurrency: int, seconds: float, most: int
+) -> tuple[dict[str, list[float]], float, int]:
+    """Request i asks texts[i] in modes[i % len(modes)]: with more than one mode, the modes take
+    turns, so that they share the same moments of a noisy machine."""
+    latencies: dict[str, list[float]] = {mode: [] for mode in modes}
     failures = 0
     cursor = 0
     host, port = url.removeprefix("http://").split(":")
@@ -125,12 +127,13 @@ async def _load(
         connection = _Connection(host, int(port))
         try:
             while time.perf_counter() < deadline and cursor < most:
+                mode = modes[cursor % len(modes)]
                 query = urlencode({"q": texts[cursor % len(texts)], "mode": mode})
                 cursor += 1
                 started = time.perf_counter()
                 if await connection.get(f"/search?{query}") != 200:
                     failures += 1
-                latencies.append(time.perf_counter() - started)
+                latencies[mode].append(time.perf_counter() - started)
         finally:
             connection.close()
 
@@ -139,16 +142,32 @@ async def _load(
     return latencies, time.perf_counter() - started, failures
 
 
-def load(
-    url: str, texts: list[str], mode: str, concurrency: int, seconds: float, most: int
-) -> dict[str, float]:
-    """`concurrency` clients in a closed loop for `seconds` (or `most` queries in all)."""
-    latencies, elapsed, failures = asyncio.run(_load(url, texts, mode, concurrency, seconds, most))
+def _figures(latencies: list[float], elapsed: float) -> dict[str, float]:
     ms = np.array(latencies) * 1000
     return {
         "queries": len(latencies),
-        "failed": failures,
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "queries_per_s": round(len(latencies) / elapsed, 1),
     }
+
+
+def load(
+    url: str, texts: list[str], mode: str, concurrency: int, seconds: float, most: int
+) -> dict[str, float]:
+    """`concurrency` clients in a closed loop for `seconds` (or `most` queries in all)."""
+    latencies, elapsed, failures = asyncio.run(
+        _load(url, texts, [mode], concurrency, seconds, most)
+    )
+    return {**_figures(latencies[mode], elapsed), "failed": failures}
+
+
+def load_turns(
+    url: str, texts: list[str], modes: list[str], concurrency: int, seconds: float
+) -> dict[str, dict[str, float]]:
+    """The modes in turns, request by request, each on its own queries (distinct texts: no
+    mode reuses another's cached query vector): figures per mode from the same seconds."""
+    latencies, elapsed, failures = asyncio.run(
+        _load(url, texts, modes, concurrency, seconds, 10**9)
+    )
+    return {mode: {**_figures(latencies[mode], elapsed), "failed": failures} for mode in modes}

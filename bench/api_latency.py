@@ -5,8 +5,10 @@ noise, N sentences), at concurrency 1 and 16, for hybrid and dense searches (k=1
 The client (bench/_server.py: asyncio, one keep-alive HTTP/1.1 connection per client, in this
 process) keeps `concurrency` requests in flight in a closed loop for `--seconds` per setting,
 after a warm-up; queries are BBC titles and SQuAD questions (bench/_common.py), each asked once
-per run. Client and server share the machine's cores (and, on the dev machine, other people's
-test runs: the figures are noisy; compare runs made close together).
+per run. The ratio hybrid/dense at concurrency 1 is also taken with the two modes in turns,
+request by request (`turns_c1`), so that both meet the same moments of a noisy machine: read the
+target's ratio there. Client and server share the machine's cores (and, on the dev machine,
+other people's test runs: the figures are noisy; compare runs made close together).
 
     .venv/bin/python bench/api_latency.py --size 1000000 [--seconds 20] [--mode hybrid]
 """
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from _common import emit, queries
-from _server import load, serve
+from _server import load, load_turns, serve
 from synthetic import CACHE
 from synthetic import build as synthetic_index
 
@@ -51,6 +53,21 @@ def main() -> None:
                 figures = load(server.url, fresh, mode, concurrency, args.seconds, 10**9)
                 asked += int(figures["queries"])
                 results.setdefault(mode, {})[f"c{concurrency}"] = figures
+        turns: dict[str, object] = {}
+        if {"hybrid", "dense"} <= set(args.mode or ["hybrid", "dense"]):
+            pool, start = texts[:-50], asked % len(texts[:-50])
+            both = load_turns(
+                server.url, pool[start:] + pool[:start], ["hybrid", "dense"], 1, 2 * args.seconds
+            )
+            turns = {
+                **both,
+                "hybrid_over_dense_p50": round(
+                    both["hybrid"]["p50_ms"] / both["dense"]["p50_ms"], 2
+                ),
+                "hybrid_over_dense_p99": round(
+                    both["hybrid"]["p99_ms"] / both["dense"]["p99_ms"], 2
+                ),
+            }
         memory = server.memory_kb()
     emit(
         {
@@ -60,6 +77,7 @@ def main() -> None:
             "vectors": manifest["vectors"].get("factory") or manifest["vectors"]["type"],
             "seconds_per_setting": args.seconds,
             "results": results,
+            "turns_c1": turns,
             "server_peak_rss_mb": round(memory["VmHWM"] / 1024, 1),
         }
     )

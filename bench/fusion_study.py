@@ -41,8 +41,10 @@ from sift.index.records import Article
 from sift.search.engine import Sift
 from sift.search.evaluation import load_squad
 from sift.search.filters import ArticleFilter
+from sift.search.fusion import Scored, convex, ranked
 from sift.search.keyword import STOPWORDS, query_terms
-from sift.settings import Settings
+from sift.search.ranking import ARTICLE_DEPTH
+from sift.settings import FUSION_WEIGHTS, Settings
 
 DEPTH = 200
 
@@ -154,7 +156,9 @@ def candidates(engine: Sift, queries: list[Query]) -> list[dict]:
         for name, field in (("kw_ctx", "match"), ("kw_text", "text"), ("kw_context", "context")):
             found, found_scores = reader.keyword.field_scores(field, words, DEPTH)
             entry[name] = [[i, s] for i, s in zip(found, found_scores, strict=True) if s > 0]
-        article_scores = reader.keyword_article_scores(words, 50, ArticleFilter()) if words else {}
+        article_scores = (
+            reader.keyword_article_scores(words, ARTICLE_DEPTH, ArticleFilter()) if words else {}
+        )
         rows = list(article_scores.items())
         entry["article"] = [[r[0], r[1]] for r in rows]
         entry["owner"] = {
@@ -267,37 +271,54 @@ def derive(e: dict) -> None:
         e[f"kw_sum{w}"] = sorted(scores.items(), key=lambda p: -p[1])[:DEPTH]
 
 
+def shipped(alpha: float, w_art: float) -> Fusion:
+    """sift's own convex fusion (`sift.search.fusion.convex`, as `search/ranking.py` calls it):
+    alpha of the dense list, 1 - alpha of the sentence BM25, w_art of the article's BM25."""
+
+    def fuse(e: dict) -> list[int]:
+        dense = {i: s for i, s in e["dense"]}
+        kwd = {i: s for i, s in e["kw_ctx"]}
+        art = {a: s for a, s in e["article"]}
+        owner = {int(i): a for i, a in e["owner"].items()}
+        items = list(dict.fromkeys([*dense, *kwd]))
+        lists = [
+            Scored(dense, -1.0, len(dense) < DEPTH),
+            Scored(kwd, 0.0, len(kwd) < DEPTH),
+            Scored(art, 0.0, len(art) < ARTICLE_DEPTH, owner),
+        ]
+        fused = convex(items, lists, [alpha, 1 - alpha, w_art])
+        return ranked(fused, {i: n for n, i in enumerate(items)})
+
+    return fuse
+
+
 def variants() -> dict[str, Fusion]:
     def plain(name: str) -> Fusion:
         return lambda e: [i for i, _ in e[name]]
 
+    default = FUSION_WEIGHTS["convex"]
     v: dict[str, Fusion] = {
         "dense": plain("dense"),
-        "keyword today (one query, ctx 0.4)": plain("kw_ctx"),
+        "keyword (sift's: one query, ctx 0.4)": plain("kw_ctx"),
         "keyword text only": plain("kw_text"),
         "keyword text + 0.2 context": plain("kw_sum0.2"),
         "keyword text + 0.4 context": plain("kw_sum0.4"),
-        "keyword text + 1.0 context": plain("kw_sum1.0"),
-        "today: rrf k5 ctx0.4 art0.5": rrf_fusion(("dense", "kw_ctx"), (1, 1), 5, 0.5),
+        f"convex (default) a{default.dense} art{default.article}": shipped(
+            default.dense, default.article
+        ),
+        "rrf k5 ctx0.4 art0.5 (rrf's default)": rrf_fusion(("dense", "kw_ctx"), (1, 1), 5, 0.5),
         "rrf k60 ctx0.4 art0.5": rrf_fusion(("dense", "kw_ctx"), (1, 1), 60, 0.5),
         "rrf k60 text art0.5": rrf_fusion(("dense", "kw_text"), (1, 1), 60, 0.5),
-        "rrf k60 text,context(0.5) art0.5": rrf_fusion(
-            ("dense", "kw_text", "kw_context"), (1, 1, 0.5), 60, 0.5
-        ),
+        "rrf k5 kw_sum0.2 art0.5": rrf_fusion(("dense", "kw_sum0.2"), (1, 1), 5, 0.5),
+        "two-level k5 art1.0": two_level(5, 1.0),
+        # The convex fusion of the first study: z-scores, each column with its own statistics.
+        "z-scores kw_sum0.4 a0.5 art0.2": cc_fusion("kw_sum0.4", 0.5, 0.2, "z"),
+        "z-scores kw_ctx a0.5 art0.1": cc_fusion("kw_ctx", 0.5, 0.1, "z"),
     }
-    for k in (5, 20, 60):
-        for w_art in (0.0, 0.5):
-            for kw in ("kw_sum0.2", "kw_sum0.4"):
-                v[f"rrf k{k} {kw} art{w_art}"] = rrf_fusion(("dense", kw), (1, 1), k, w_art)
-    for k in (5, 60):
-        for w in (0.5, 1.0):
-            v[f"two-level k{k} art{w}"] = two_level(k, w)
-    for kw in ("kw_sum0.2", "kw_sum0.4", "kw_text"):
-        for alpha in (0.3, 0.5, 0.7):
-            for w_art in (0.0, 0.1, 0.2):
-                for how in ("max", "z"):
-                    v[f"cc {how} {kw} a{alpha} art{w_art}"] = cc_fusion(kw, alpha, w_art, how)
-    v["cc z kw_sum0.4 a0.5 art0.2 missing=mean"] = cc_fusion("kw_sum0.4", 0.5, 0.2, "z", "mean")
+    # The grid the convex defaults were chosen from, on squad_tune alone.
+    for alpha in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+        for w_art in (0.0, 0.05, 0.1, 0.2):
+            v[f"convex a{alpha} art{w_art}"] = shipped(alpha, w_art)
     return v
 
 

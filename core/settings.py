@@ -38,6 +38,25 @@ CONFIG_ENV = "SIFT_CONFIG"
 SECRET_FIELDS = frozenset({"api_key"})
 
 
+@dataclass(frozen=True)
+class FusionWeights:
+    """What each list weighs in hybrid fusion: the dense ranking, the sentence's BM25 and the
+    article's own BM25."""
+
+    dense: float
+    keyword: float
+    article: float
+
+
+#: Each fusion's weights where `weight_*` are unset, chosen on SQuAD's tune half (README
+#: "Ranking quality"); their units differ (shares of normalised scores in convex, of
+#: 1/(k + rank) in rrf).
+FUSION_WEIGHTS = {
+    "convex": FusionWeights(dense=0.8, keyword=0.2, article=0.05),
+    "rrf": FusionWeights(dense=1.0, keyword=1.0, article=0.5),
+}
+
+
 def default_index_dir() -> Path:
     return Path(user_data_dir("sift", appauthor=False)) / "index"
 
@@ -134,16 +153,22 @@ class Settings(BaseSettings):
     max_context: int = Field(default=10, ge=0, description="Largest context a search may ask.")
     # -- ranking (defaults chosen on SQuAD dev, ReQA protocol: see README "Ranking quality") ----
     fusion: Literal["rrf", "convex"] = Field(
-        default="rrf",
-        description="How hybrid fuses its lists: rrf (ranks; keyword BM25 over sentence and "
-        "context together) or convex (z-scores of cosine, per-column BM25 and article BM25, "
-        "summed; see README 'Ranking quality').",
+        default="convex",
+        description="How hybrid fuses its lists: convex (a weighted mean of their scores, each "
+        "list's on [0, 1] from its least possible score to its best: a clear winner keeps its "
+        "margin) or rrf (ranks alone). See README 'Ranking quality'.",
     )
     rrf_k: float = Field(default=5.0, gt=0, description="Reciprocal rank fusion constant.")
-    weight_dense: float = Field(default=1.0, ge=0, description="Fusion weight of dense ranks.")
-    weight_keyword: float = Field(default=1.0, ge=0, description="Fusion weight of BM25 ranks.")
-    weight_article: float = Field(
-        default=0.5, ge=0, description="Fusion weight of the article's own BM25 rank."
+    weight_dense: float | None = Field(
+        default=None, ge=0, description="Fusion weight of the dense list; unset: the fusion's own."
+    )
+    weight_keyword: float | None = Field(
+        default=None, ge=0, description="Fusion weight of the BM25 list; unset: the fusion's own."
+    )
+    weight_article: float | None = Field(
+        default=None,
+        ge=0,
+        description="Fusion weight of the article's own BM25; unset: the fusion's own.",
     )
     candidates: int = Field(
         default=200, ge=10, le=100_000, description="Candidates each ranking feeds the fusion."
@@ -224,6 +249,15 @@ class Settings(BaseSettings):
     watch_every: float = Field(
         default=900.0, ge=0, description="Seconds between two rounds of `sift watch`."
     )
+
+    def weights(self, fusion: str | None = None) -> FusionWeights:
+        """The weights of `fusion` (default: the one in force): those set, else its own."""
+        own = FUSION_WEIGHTS[fusion or self.fusion]
+        return FusionWeights(
+            dense=own.dense if self.weight_dense is None else self.weight_dense,
+            keyword=own.keyword if self.weight_keyword is None else self.weight_keyword,
+            article=own.article if self.weight_article is None else self.weight_article,
+        )
 
     @field_validator("index", "cache_dir")
     @classmethod

@@ -261,23 +261,11 @@ class KeywordIndex:
         return self._top(index, key, query, n)
 
     def sentence_scores(
-        self,
-        words: list[str],
-        n: int,
-        allowed: np.ndarray | None = None,
-        per_field: bool = False,
+        self, words: list[str], n: int, allowed: np.ndarray | None = None
     ) -> tuple[list[int], list[float]]:
         """Sentence ids and BM25 scores, best first (`sentence_match`). Any word may match
-        (OR); only sentences in `allowed` when given. `per_field`: BM25 of the sentence's own
-        text plus CONTEXT_WEIGHT times BM25 of its context, each field with its own statistics
-        (what convex fusion reads: scores, where a headline restated in a sentence must count
-        in full)."""
-        schema = self.sentence_schema
-        if per_field:
-            clauses = self._any(schema, "text", words)
-            clauses += self._any(schema, "context", words, CONTEXT_WEIGHT)
-        else:
-            clauses = self._any(schema, "match", words)
+        (OR); only sentences in `allowed` when given."""
+        clauses = self._any(self.sentence_schema, "match", words)
         return self._ranked(True, clauses, n, allowed)
 
     def field_scores(self, field: str, words: list[str], n: int) -> tuple[list[int], list[float]]:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sift.index.records import Article
@@ -153,15 +153,9 @@ def run_reqa(
         "index_seconds": round(index_seconds, 1),
         "embedded_sentences": summary.sentences,
         "ranking": {
-            name: getattr(settings, name)
-            for name in (
-                "fusion",
-                "rrf_k",
-                "weight_dense",
-                "weight_keyword",
-                "weight_article",
-            )
-            if hasattr(settings, name)
+            "fusion": settings.fusion,
+            "rrf_k": settings.rrf_k,
+            **{f"weight_{k}": v for k, v in asdict(settings.weights()).items()},
         },
         "modes": {},
     }

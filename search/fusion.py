@@ -1,20 +1,64 @@
-"""Fusing rankings: reciprocal rank fusion (ranks alone) and a convex combination of scores.
+"""Fusing rankings: a convex combination of scores (the default) and reciprocal rank fusion.
 
-rrf: score(x) = sum over rankings r of weight_r / (k + rank_r(x)), rank from 1. k=60 is the
-constant of Cormack, Clarke and Buettcher (SIGIR 2009), used unchanged across collections.
-convex: score(x) = sum over lists of weight_r * z_r(x), z the list's scores standardised (mean 0,
-sd 1), an item missing from a list counting as that list's worst: a convex combination of
-normalised scores (Bruch, Gai and Ingber, "An analysis of fusion functions for hybrid
-retrieval", TOIS 2023). Hybrid search uses it; see README "Ranking quality" for the figures.
+convex: score(x) = sum over lists r of weight_r * n_r(x) / sum of weights, each list's scores
+put on [0, 1] by theoretical min-max: n(s) = (s - low) / (best - low), where `low` is the least
+the score can be (cosine -1, BM25 0) and `best` the list's top score. This is TM2C2 of Bruch,
+Gai and Ingber ("An analysis of fusion functions for hybrid retrieval", TOIS 2023): unlike
+z-scores or min-max over the list, it does not depend on how many items the list holds, so a
+filter that leaves a short list, or a small index, ranks as a large one does. A clear winner in
+one list keeps its margin, which ranks alone lose.
+rrf: score(x) = sum over rankings r of weight_r / (k + rank_r(x)), rank from 1 (Cormack, Clarke
+and Buettcher, SIGIR 2009).
+See README "Ranking quality" for how each ranks.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One list for convex fusion: its scores, the least a score can be, whether the list holds
+    every item scoring above that (else it was cut at a depth), and what each fused item is
+    called in it (a sentence's article), where not the item itself."""
+
+    scores: Mapping[Hashable, float]
+    low: float
+    complete: bool
+    key: Mapping[Hashable, Hashable] | None = None
+
+    def normalised(self) -> tuple[dict[Hashable, float], float]:
+        """Scores on [0, 1], and what an item the list did not return counts as: nothing, when
+        the list is complete; else no more than the list's worst."""
+        if not self.scores:
+            return {}, 0.0
+        best = max(self.scores.values())
+        span = best - self.low
+        scaled = {i: (s - self.low) / span if span > 0 else 1.0 for i, s in self.scores.items()}
+        return scaled, 0.0 if self.complete else min(scaled.values())
+
+
+def convex(items: Sequence[T], lists: Sequence[Scored], weights: Sequence[float]) -> dict[T, float]:
+    """Each item's weighted mean of its normalised scores in `lists`, on [0, 1]."""
+    parts = [
+        (scored.normalised(), w, scored.key)
+        for scored, w in zip(lists, weights, strict=True)
+        if w > 0
+    ]
+    total = sum(w for _, w, _ in parts) or 1.0
+    fused: dict[T, float] = {}
+    for item in items:
+        score = 0.0
+        for (scaled, floor), w, key in parts:
+            name = item if key is None else key.get(item)
+            score += w * scaled.get(name, floor)
+        fused[item] = score / total
+    return fused
 
 
 def rrf(rankings: Sequence[Sequence[T]], weights: Sequence[float], k: float) -> dict[T, float]:
@@ -25,43 +69,6 @@ def rrf(rankings: Sequence[Sequence[T]], weights: Sequence[float], k: float) -> 
         for rank, item in enumerate(ranking, 1):
             scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return scores
-
-
-def standardised(scores: Mapping[T, float]) -> tuple[dict[T, float], float]:
-    """Each score as standard deviations from its list's mean, and the lowest of them (what an
-    item the list did not return counts as: no better than the list's worst)."""
-    if not scores:
-        return {}, 0.0
-    values = list(scores.values())
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    z = {item: (v - mean) / sd if sd > 0 else 0.0 for item, v in scores.items()}
-    return z, min(z.values())
-
-
-def convex(
-    items: Sequence[T],
-    lists: Sequence[Mapping[Hashable, float]],
-    weights: Sequence[float],
-    keys: Sequence[Mapping[T, Hashable] | None] | None = None,
-) -> dict[T, float]:
-    """Weighted sum of each list's standardised scores, squashed into (0, 1) (logistic, so the
-    order is the sum's): a clear winner in one list keeps its margin, which ranks alone lose.
-    `keys[r]`, where given, says what an item is called in list r (a sentence's article)."""
-    fused: dict[T, float] = {}
-    lookups = keys or [None] * len(lists)
-    parts = [
-        (standardised(scores), w, key)
-        for scores, w, key in zip(lists, weights, lookups, strict=True)
-        if w
-    ]
-    for item in items:
-        total = 0.0
-        for (z, floor), w, key in parts:
-            name = item if key is None else key.get(item)
-            total += w * z.get(name, floor)
-        fused[item] = 1 / (1 + math.exp(-total))
-    return fused
 
 
 def ranked(scores: dict[T, float], tiebreak: dict[T, int] | None = None) -> list[T]:

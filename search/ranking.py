@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sift.search.filters import ArticleFilter
-from sift.search.fusion import convex, ranked, rrf
+from sift.search.fusion import Scored, convex, ranked, rrf
 from sift.search.keyword import query_terms
 from sift.search.reader import IndexReader
 from sift.settings import Settings
@@ -47,18 +47,22 @@ def rank_sentences(
 ) -> Ranking:
     """`articles`: also rank whole articles by their own BM25 (default: when hybrid fusion
     uses that list; grouping by article wants it in keyword mode too)."""
+    weights = settings.weights()
     if articles is None:
-        articles = mode == "hybrid" and settings.weight_article > 0
+        articles = mode == "hybrid" and weights.article > 0
     allowed = reader.allowed_sentences(flt) if flt else None
     words = query_terms(query) if mode in ("hybrid", "keyword") else []
-    # convex fuses scores: each field with its own statistics, so that a headline restated in a
-    # sentence counts in full there (rrf fuses ranks, and ranks better with one field).
-    per_field = settings.fusion == "convex"
-    keyword: Future[tuple[list[int], list[float]]] | None = None
+
+    def keyword_side() -> tuple[list[int], list[float], dict[str, float]]:
+        found, scores = reader.keyword_sentences(words, depth, allowed)
+        by_article = reader.keyword_article_scores(words, ARTICLE_DEPTH, flt) if articles else {}
+        return found, scores, by_article
+
+    keyword: Future[tuple[list[int], list[float], dict[str, float]]] | None = None
     if words and mode == "hybrid" and vector is not None:
-        # The keyword ranking runs in tantivy while FAISS runs here: both release the GIL, so
-        # a hybrid search waits for the slower of the two, not for their sum.
-        keyword = _SIDE.submit(reader.keyword_sentences, words, depth, allowed, per_field)
+        # The keyword rankings (sentences, then articles) run in tantivy while FAISS runs here:
+        # both release the GIL, so a hybrid search waits for the slower, not for their sum.
+        keyword = _SIDE.submit(keyword_side)
     dense_ids: list[int] = []
     dense_scores: list[float] = []
     if mode in ("hybrid", "dense") and vector is not None:
@@ -69,16 +73,12 @@ def rank_sentences(
         dense_ids, dense_scores = [int(i) for i in ids], [float(s) for s in scores]
     keyword_ids: list[int] = []
     keyword_scores: list[float] = []
-    article_ids: list[str] = []
     article_scores: dict[str, float] = {}
     if words:
-        if keyword is not None:
-            keyword_ids, keyword_scores = keyword.result()
-        else:
-            keyword_ids, keyword_scores = reader.keyword_sentences(words, depth, allowed, per_field)
-        if articles:
-            article_scores = reader.keyword_article_scores(words, ARTICLE_DEPTH, flt)
-            article_ids = list(article_scores)
+        keyword_ids, keyword_scores, article_scores = (
+            keyword.result() if keyword is not None else keyword_side()
+        )
+    article_ids = list(article_scores)
 
     if mode == "dense":
         return Ranking(
@@ -96,26 +96,27 @@ def rank_sentences(
             exhaustive=len(keyword_ids) < depth,
         )
     if settings.fusion == "convex":
-        # Scores, not ranks: z-scores of the cosine, of the sentence's BM25 and of its
-        # article's BM25, weighted and summed. The article's share is one term of the sum.
+        # Scores, not ranks: the cosine, the sentence's BM25 and its article's BM25, each on
+        # [0, 1] from its least possible value to the list's best, in a weighted mean.
         candidates = list(dict.fromkeys([*dense_ids, *keyword_ids]))
         owner = reader.article_of(candidates) if article_scores else {}
         fused = convex(
             candidates,
             [
-                dict(zip(dense_ids, dense_scores, strict=True)),
-                dict(zip(keyword_ids, keyword_scores, strict=True)),
-                article_scores,
+                Scored(
+                    dict(zip(dense_ids, dense_scores, strict=True)), -1.0, len(dense_ids) < depth
+                ),
+                Scored(
+                    dict(zip(keyword_ids, keyword_scores, strict=True)),
+                    0.0,
+                    len(keyword_ids) < depth,
+                ),
+                Scored(article_scores, 0.0, len(article_scores) < ARTICLE_DEPTH, owner),
             ],
-            [settings.weight_dense, settings.weight_keyword, settings.weight_article],
-            [None, None, owner],
+            [weights.dense, weights.keyword, weights.article],
         )
     else:
-        fused = rrf(
-            [dense_ids, keyword_ids],
-            [settings.weight_dense, settings.weight_keyword],
-            settings.rrf_k,
-        )
+        fused = rrf([dense_ids, keyword_ids], [weights.dense, weights.keyword], settings.rrf_k)
         if article_ids:
             # Article-level evidence: a sentence inherits a share of its article's BM25 rank.
             article_rank = {a: r for r, a in enumerate(article_ids, 1)}
@@ -123,7 +124,7 @@ def rank_sentences(
             for sid in fused:
                 rank = article_rank.get(owner.get(sid, ""))
                 if rank is not None:
-                    fused[sid] += settings.weight_article / (settings.rrf_k + rank)
+                    fused[sid] += weights.article / (settings.rrf_k + rank)
     first_seen = {sid: i for i, sid in enumerate(dict.fromkeys([*dense_ids, *keyword_ids]))}
     # Hybrid looks at a fixed depth, so that pages of one query never disagree.
     return Ranking(ranked(fused, first_seen), fused, dense_ids, keyword_ids, article_ids)
@@ -148,7 +149,8 @@ def rank_articles(
     ]
     # Measured on SQuAD paragraphs (1/5 of the questions): MRR@10 0.8956 with the first three
     # lists, 0.8975 with the fused sentence ranking as a fourth.
-    weights = [settings.weight_dense, settings.weight_keyword, 1.0, 1.0]
-    fused = rrf(lists, weights, settings.rrf_k)
+    # Article ranks fuse by RRF whatever fuses sentences: its weights, not convex's.
+    rrf_weights = settings.weights("rrf")
+    fused = rrf(lists, [rrf_weights.dense, rrf_weights.keyword, 1.0, 1.0], settings.rrf_k)
     order = {a: i for i, a in enumerate(best_fused)}
     return [(a, fused[a]) for a in ranked(fused, order)]

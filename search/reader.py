@@ -139,13 +139,12 @@ class IndexReader:
     # -- keyword ----------------------------------------------------------------------------------
 
     def keyword_sentences(
-        self, words: list[str], n: int, allowed: np.ndarray | None = None, per_field: bool = False
+        self, words: list[str], n: int, allowed: np.ndarray | None = None
     ) -> tuple[list[int], list[float]]:
         """Sentence ids and BM25 scores (higher is better) of the sentence with its context at
         a lower weight (`index.keyword_index.sentence_match`). Only the sentences in `allowed`
-        are scored, when given (`allowed_sentences` of a filter). `per_field`: see
-        `KeywordIndex.sentence_scores`."""
-        return self.keyword.sentence_scores(words, n, allowed, per_field)
+        are scored, when given (`allowed_sentences` of a filter)."""
+        return self.keyword.sentence_scores(words, n, allowed)
 
     def keyword_article_scores(
         self, words: list[str], n: int, flt: ArticleFilter

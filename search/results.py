@@ -134,8 +134,9 @@ class Hit(BaseModel):
     score: float = Field(
         description="The best hit sentence's score. Higher ranks first; its scale depends on the "
         "mode: the cosine similarity of query and sentence in dense mode, the BM25 score in "
-        "keyword mode, the fused (RRF) score in hybrid mode. Compare scores within one "
-        "response, not across modes."
+        "keyword mode, the fused score in hybrid mode (by default on [0, 1]: the weighted mean "
+        "of the cosine, the BM25 and the article's BM25, each scaled to its list's best). "
+        "Compare scores within one response, not across modes."
     )
     article_id: str
     title: str | None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sift.cli.main import app
 from sift.errors import ConfigError
-from sift.settings import Settings, describe
+from sift.settings import FUSION_WEIGHTS, Settings, describe
 from typer.testing import CliRunner
 
 from tests.helpers import write
@@ -122,3 +122,14 @@ def test_commands_use_the_index_the_file_names(
     result = runner.invoke(app, ["stats", "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["articles"] == 6
+
+
+def test_fusion_weights_left_unset_follow_the_fusion(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each fusion's weights are in its own units: switching to rrf must not keep convex's.
+    assert Settings().weights() == FUSION_WEIGHTS["convex"]
+    assert Settings(fusion="rrf").weights() == FUSION_WEIGHTS["rrf"]
+    monkeypatch.setenv("SIFT_WEIGHT_ARTICLE", "0")
+    for fusion in ("convex", "rrf"):
+        weights = Settings(fusion=fusion).weights()
+        assert weights.article == 0.0
+        assert weights.dense == FUSION_WEIGHTS[fusion].dense

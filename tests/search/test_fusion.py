@@ -8,7 +8,7 @@ import pytest
 from sift.index.embed import Embedder
 from sift.index.records import Article
 from sift.search.engine import Sift
-from sift.search.fusion import convex, ranked, rrf
+from sift.search.fusion import Scored, convex, ranked, rrf
 from sift.search.results import Hit, SearchRequest
 from sift.settings import Settings
 
@@ -44,7 +44,7 @@ SIBLING = "We read the council's records and called the mayor's office."
 @pytest.fixture(scope="module")
 def fact_check(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Sift:
     directory = tmp_path_factory.mktemp("fact-check") / "index"
-    engine = Sift(Settings(index=directory, fusion="convex"))
+    engine = Sift(Settings(index=directory))
     engine.index_articles([FACT_CHECK, *OTHERS])
     return engine
 
@@ -77,21 +77,43 @@ def test_keyword_ranks_a_sentence_by_its_own_words_first(fact_check: Sift) -> No
     assert all(score > 0 for _, score in hits[: restated + 1])
 
 
-def test_evidence_outranks_siblings_that_share_only_the_headline(fact_check: Sift) -> None:
-    found = sentences(fact_check, "Springfield ordinance restricts electric scooters", "hybrid")
-    assert found[0].startswith("The ordinance passed on 3 March")
-    assert found.index(SIBLING) > 2
+@pytest.mark.parametrize("fusion", ["convex", "rrf"])
+def test_evidence_comes_first_whatever_the_mode(fact_check: Sift, fusion: str) -> None:
+    # Every sentence of the article carries the headline in its context, and the restated
+    # claim matches the query's topic: the one sentence that answers still comes first.
+    engine = Sift(fact_check.settings.model_copy(update={"fusion": fusion}))
+    for mode in ("hybrid", "dense", "keyword"):
+        found = sentences(engine, "Springfield ordinance restricts electric scooters", mode)
+        assert found[0].startswith("The ordinance passed on 3 March"), (mode, found[:3])
 
 
 def test_rrf_and_convex_fusion() -> None:
     fused = rrf([["a", "b"], ["b", "c"]], [1.0, 1.0], k=60)
     assert ranked(fused) == ["b", "a", "c"]
     assert fused["a"] == pytest.approx(1 / 61)
-    # Scores, not ranks: a sentence missing from a list counts as that list's worst, and an
-    # article's score reaches its sentences through `keys`.
-    lists = [{"a": 0.9, "b": 0.5, "c": 0.4}, {"b": 10.0, "c": 2.0}, {"x": 5.0, "y": 1.0}]
+    # Scores, not ranks: each list on [0, 1] from its least possible score to its best; an
+    # article's score reaches its sentences through `key`.
     owner = {"a": "y", "b": "x", "c": "y"}
-    both = convex(["a", "b", "c"], lists, [1.0, 1.0, 0.2], [None, None, owner])
+    lists = [
+        Scored({"a": 0.9, "b": 0.5, "c": 0.4}, low=-1.0, complete=False),  # cosines
+        Scored({"b": 10.0, "c": 2.0}, low=0.0, complete=True),  # BM25: "a" holds no query word
+        Scored({"x": 5.0, "y": 1.0}, low=0.0, complete=True, key=owner),
+    ]
+    both = convex(["a", "b", "c"], lists, [1.0, 1.0, 0.2])
     assert ranked(both) == ["b", "a", "c"]
-    assert all(0 < v < 1 for v in both.values())
-    assert convex(["a"], [{"a": 1.0}, {}], [1.0, 1.0]) == {"a": 0.5}
+    assert both["a"] == pytest.approx((1.0 + 0.0 + 0.2 * 0.2) / 2.2)
+    assert all(0 <= v <= 1 for v in both.values())
+    # A list cut at a depth: what it did not return counts as its worst, not as nothing.
+    cut = convex(["a", "z"], [Scored({"a": 1.0, "b": 0.0}, low=-1.0, complete=False)], [1.0])
+    assert cut == {"a": 1.0, "z": 0.5}
+
+
+def test_convex_scores_do_not_depend_on_how_long_a_list_is() -> None:
+    # A filter that leaves two matches ranks them as the whole index would: the scale is
+    # set by the least possible score and the best one, not by the rest of the list.
+    short = Scored({"a": 8.0, "b": 4.0}, low=0.0, complete=True)
+    long = Scored({"a": 8.0, "b": 4.0, **{f"x{i}": 0.5 for i in range(200)}}, 0.0, True)
+    dense = Scored({"a": 0.2, "b": 0.6}, low=-1.0, complete=True)
+    assert convex(["a", "b"], [dense, short], [0.8, 0.2]) == pytest.approx(
+        convex(["a", "b"], [dense, long], [0.8, 0.2])
+    )
