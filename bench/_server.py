@@ -113,17 +113,17 @@ class _Connection:
 
 async def _load(
     url: str, texts: list[str], modes: list[str], concurrency: int, seconds: float, most: int
-) -> tuple[dict[str, list[float]], float, int]:
+) -> tuple[dict[str, list[float]], float, dict[str, int]]:
     """Request i asks texts[i] in modes[i % len(modes)]: with more than one mode, the modes take
     turns, so that they share the same moments of a noisy machine."""
     latencies: dict[str, list[float]] = {mode: [] for mode in modes}
-    failures = 0
+    failures = dict.fromkeys(modes, 0)
     cursor = 0
     host, port = url.removeprefix("http://").split(":")
     deadline = time.perf_counter() + seconds
 
     async def worker() -> None:
-        nonlocal cursor, failures
+        nonlocal cursor
         connection = _Connection(host, int(port))
         try:
             while time.perf_counter() < deadline and cursor < most:
@@ -132,7 +132,7 @@ async def _load(
                 cursor += 1
                 started = time.perf_counter()
                 if await connection.get(f"/search?{query}") != 200:
-                    failures += 1
+                    failures[mode] += 1
                 latencies[mode].append(time.perf_counter() - started)
         finally:
             connection.close()
@@ -142,13 +142,14 @@ async def _load(
     return latencies, time.perf_counter() - started, failures
 
 
-def _figures(latencies: list[float], elapsed: float) -> dict[str, float]:
+def _figures(latencies: list[float]) -> dict[str, float]:
+    if not latencies:
+        return {"queries": 0}
     ms = np.array(latencies) * 1000
     return {
         "queries": len(latencies),
         "p50_ms": round(float(np.percentile(ms, 50)), 1),
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
-        "queries_per_s": round(len(latencies) / elapsed, 1),
     }
 
 
@@ -159,15 +160,21 @@ def load(
     latencies, elapsed, failures = asyncio.run(
         _load(url, texts, [mode], concurrency, seconds, most)
     )
-    return {**_figures(latencies[mode], elapsed), "failed": failures}
+    return {
+        **_figures(latencies[mode]),
+        "queries_per_s": round(len(latencies[mode]) / elapsed, 1),
+        "failed": failures[mode],
+    }
 
 
 def load_turns(
     url: str, texts: list[str], modes: list[str], concurrency: int, seconds: float
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], float]:
     """The modes in turns, request by request, each on its own queries (distinct texts: no
-    mode reuses another's cached query vector): figures per mode from the same seconds."""
+    mode reuses another's cached query vector): latency per mode from the same seconds, and
+    the requests per second of all modes together."""
     latencies, elapsed, failures = asyncio.run(
         _load(url, texts, modes, concurrency, seconds, 10**9)
     )
-    return {mode: {**_figures(latencies[mode], elapsed), "failed": failures} for mode in modes}
+    per_mode = {mode: {**_figures(latencies[mode]), "failed": failures[mode]} for mode in modes}
+    return per_mode, round(sum(map(len, latencies.values())) / elapsed, 1)

@@ -282,9 +282,11 @@ def shipped(alpha: float, w_art: float) -> Fusion:
         owner = {int(i): a for i, a in e["owner"].items()}
         items = list(dict.fromkeys([*dense, *kwd]))
         lists = [
-            Scored(dense, -1.0, len(dense) < DEPTH),
-            Scored(kwd, 0.0, len(kwd) < DEPTH),
-            Scored(art, 0.0, len(art) < ARTICLE_DEPTH, owner),
+            Scored(dense, -1.0, complete=False),
+            Scored(kwd, 0.0, complete=len(kwd) < DEPTH),
+            # ranking.py asks whether tantivy returned fewer than 2 x ARTICLE_DEPTH before
+            # copies were dropped; the cached lists keep only what was left.
+            Scored(art, 0.0, complete=len(art) < ARTICLE_DEPTH, key=owner),
         ]
         fused = convex(items, lists, [alpha, 1 - alpha, w_art])
         return ranked(fused, {i: n for n, i in enumerate(items)})

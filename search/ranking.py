@@ -53,12 +53,19 @@ def rank_sentences(
     allowed = reader.allowed_sentences(flt) if flt else None
     words = query_terms(query) if mode in ("hybrid", "keyword") else []
 
-    def keyword_side() -> tuple[list[int], list[float], dict[str, float]]:
-        found, scores = reader.keyword_sentences(words, depth, allowed)
-        by_article = reader.keyword_article_scores(words, ARTICLE_DEPTH, flt) if articles else {}
-        return found, scores, by_article
+    # The database is read here, in the search's snapshot; the side thread reads tantivy only.
+    allowed_articles = reader.allowed_articles(flt) if articles and flt else None
 
-    keyword: Future[tuple[list[int], list[float], dict[str, float]]] | None = None
+    def keyword_side() -> tuple[list[int], list[float], list[int], list[float]]:
+        found, scores = reader.keyword_sentences(words, depth, allowed)
+        nums, by_article = (
+            reader.keyword.article_scores(words, 2 * ARTICLE_DEPTH, allowed_articles)
+            if articles
+            else ([], [])
+        )
+        return found, scores, nums, by_article
+
+    keyword: Future[tuple[list[int], list[float], list[int], list[float]]] | None = None
     if words and mode == "hybrid" and vector is not None:
         # The keyword rankings (sentences, then articles) run in tantivy while FAISS runs here:
         # both release the GIL, so a hybrid search waits for the slower, not for their sum.
@@ -74,10 +81,13 @@ def rank_sentences(
     keyword_ids: list[int] = []
     keyword_scores: list[float] = []
     article_scores: dict[str, float] = {}
+    articles_complete = True  # every article holding a query word is in article_scores
     if words:
-        keyword_ids, keyword_scores, article_scores = (
+        keyword_ids, keyword_scores, nums, by_num = (
             keyword.result() if keyword is not None else keyword_side()
         )
+        article_scores = reader.own_articles(nums, by_num, ARTICLE_DEPTH)
+        articles_complete = len(nums) < 2 * ARTICLE_DEPTH
     article_ids = list(article_scores)
 
     if mode == "dense":
@@ -103,15 +113,16 @@ def rank_sentences(
         fused = convex(
             candidates,
             [
-                Scored(
-                    dict(zip(dense_ids, dense_scores, strict=True)), -1.0, len(dense_ids) < depth
-                ),
+                # Every sentence has a cosine: one the dense list left out (past its depth,
+                # or not probed by an IVF index) is taken as no better than its worst.
+                Scored(dict(zip(dense_ids, dense_scores, strict=True)), -1.0, complete=False),
+                # BM25 is 0 without a query word: a short list holds every match.
                 Scored(
                     dict(zip(keyword_ids, keyword_scores, strict=True)),
                     0.0,
-                    len(keyword_ids) < depth,
+                    complete=len(keyword_ids) < depth,
                 ),
-                Scored(article_scores, 0.0, len(article_scores) < ARTICLE_DEPTH, owner),
+                Scored(article_scores, 0.0, complete=articles_complete, key=owner),
             ],
             [weights.dense, weights.keyword, weights.article],
         )

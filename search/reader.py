@@ -153,6 +153,11 @@ class IndexReader:
         articles that hold their own text only (a copy shares its original's)."""
         allowed = self.allowed_articles(flt) if flt else None
         nums, scores = self.keyword.article_scores(words, 2 * n, allowed)
+        return self.own_articles(nums, scores, n)
+
+    def own_articles(self, nums: list[int], scores: list[float], n: int) -> dict[str, float]:
+        """The first `n` of ranked article nums that hold their own text, by id with their
+        scores (`keyword.article_scores` asked for 2n: copies are dropped here)."""
         found = dict(
             self._in_batches(
                 "SELECT num, id FROM articles WHERE duplicate_of IS NULL AND num IN ({marks})",

@@ -163,7 +163,11 @@ class RankedArticle(BaseModel):
     """An article in a ranking, with the fields a reader sees first."""
 
     rank: int
-    score: float
+    score: float = Field(
+        description="Higher ranks first. For articles ranked for a query (group=article): the "
+        "reciprocal rank fusion of the article's own BM25 rank and the ranks of its best dense, "
+        "keyword and fused sentences; for similar articles: how closely their sentences match."
+    )
     article_id: str
     title: str | None
     source: str | None

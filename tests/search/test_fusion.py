@@ -101,11 +101,18 @@ def test_rrf_and_convex_fusion() -> None:
     ]
     both = convex(["a", "b", "c"], lists, [1.0, 1.0, 0.2])
     assert ranked(both) == ["b", "a", "c"]
-    assert both["a"] == pytest.approx((1.0 + 0.0 + 0.2 * 0.2) / 2.2)
+    # The weighted sum, less what a candidate at every list's floor would get (the dense list
+    # was cut: its worst, 1.4 / 1.9), over what is left of the total weight.
+    floor = 1.4 / 1.9
+    assert both["a"] == pytest.approx((1.0 + 0.0 + 0.2 * 0.2 - floor) / (2.2 - floor))
     assert all(0 <= v <= 1 for v in both.values())
-    # A list cut at a depth: what it did not return counts as its worst, not as nothing.
-    cut = convex(["a", "z"], [Scored({"a": 1.0, "b": 0.0}, low=-1.0, complete=False)], [1.0])
-    assert cut == {"a": 1.0, "z": 0.5}
+    # A list cut at its depth: what it did not return counts as its worst, not as nothing;
+    # and the fused score's 0 is exactly that floor.
+    cut = Scored({"a": 1.0, "b": 0.0}, low=-1.0, complete=False)
+    assert convex(["a", "b", "z"], [cut], [1.0]) == {"a": 1.0, "b": 0.0, "z": 0.0}
+    # A list whose best is its least possible score holds no evidence.
+    nothing = Scored({"a": 0.0}, low=0.0, complete=True)
+    assert convex(["a"], [nothing, Scored({"a": 0.5}, -1.0, True)], [1.0, 1.0]) == {"a": 0.5}
 
 
 def test_convex_scores_do_not_depend_on_how_long_a_list_is() -> None:

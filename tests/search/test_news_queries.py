@@ -220,6 +220,41 @@ def related(tmp_path_factory: pytest.TempPathFactory, embedder: object) -> Sift:
     return engine
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense"])
+def test_recency_does_not_put_newer_noise_above_the_answer(
+    tmp_path: Path, embedder: object, mode: str
+) -> None:
+    # Six weeks at a half-life of 30 days weigh the answer by 0.38. A newer article about
+    # something else must still not pass it: the score recency multiplies is 0 for no evidence.
+    engine = Sift(Settings(index=tmp_path / "index"))
+    engine.index_articles(
+        [
+            Article(
+                id="answer",
+                title="Dock strike ends after pay deal",
+                text="Dock workers at the harbour ended their strike on Friday. "
+                "The union accepted a pay deal worth four per cent.",
+                published="2024-01-01",
+            ),
+            Article(
+                id="cafe",
+                title="A cafe opens by the harbour",
+                text="A cafe opened by the old harbour on Monday. It serves coffee and cake.",
+                published="2024-02-12",
+            ),
+            Article(
+                id="choir",
+                title="Choir concert",
+                text="The town choir sang carols in the square. Tickets were free.",
+                published="2024-02-10",
+            ),
+        ]
+    )
+    request = SearchRequest(q="dock workers strike pay deal", mode=mode, recency="30d", k=5)
+    hits = engine.search(request).results
+    assert hits[0].article_id == "answer", [(h.article_id, h.score) for h in hits]
+
+
 def test_similar_articles_leave_out_copies(related: Sift) -> None:
     response = related.similar("flood", k=5)
     assert response is not None
