@@ -5,10 +5,13 @@ noise, N sentences), at concurrency 1 and 16, for hybrid and dense searches (k=1
 The client (bench/_server.py: asyncio, one keep-alive HTTP/1.1 connection per client, in this
 process) keeps `concurrency` requests in flight in a closed loop for `--seconds` per setting,
 after a warm-up; queries are BBC titles and SQuAD questions (bench/_common.py), each asked once
-per run. The ratio hybrid/dense at concurrency 1 is also taken with the two modes in turns,
-request by request (`turns_c1`), so that both meet the same moments of a noisy machine: read the
-target's ratio there. Client and server share the machine's cores (and, on the dev machine,
-other people's test runs: the figures are noisy; compare runs made close together).
+per run. The settings one after the other meet different queries (the pool is titles first, then
+questions, and the two kinds cost differently), so the ratio hybrid/dense at concurrency 1 is
+also taken with the two modes in turns, request by request, over one shuffled mix of both kinds
+(`turns_c1`): both meet the same moments of a noisy machine and the same kinds of query, and
+every run asks the same queries. Read the target's ratio there. Client and server share the
+machine's cores (and, on the dev machine, other people's test runs: the figures are noisy;
+compare runs made close together).
 
     .venv/bin/python bench/api_latency.py --size 1000000 [--seconds 20] [--mode hybrid]
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -55,10 +59,11 @@ def main() -> None:
                 results.setdefault(mode, {})[f"c{concurrency}"] = figures
         turns: dict[str, object] = {}
         if {"hybrid", "dense"} <= set(args.mode or ["hybrid", "dense"]):
-            pool, start = texts[:-50], asked % len(texts[:-50])
-            both, together = load_turns(
-                server.url, pool[start:] + pool[:start], ["hybrid", "dense"], 1, 2 * args.seconds
-            )
+            # Each mode a random half of a shuffled mix of titles and questions (distinct
+            # texts: no mode reuses another's cached query vector), the same in every run.
+            mix = texts[:-50]
+            random.Random(2).shuffle(mix)
+            both, together = load_turns(server.url, mix, ["hybrid", "dense"], 1, 2 * args.seconds)
             hybrid, dense = both["hybrid"], both["dense"]
             turns = {
                 **both,
