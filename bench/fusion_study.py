@@ -41,10 +41,10 @@ from sift.index.records import Article
 from sift.search.engine import Sift
 from sift.search.evaluation import load_squad
 from sift.search.filters import ArticleFilter
-from sift.search.fusion import Scored, convex, ranked
+from sift.search.fusion import ranked
 from sift.search.keyword import STOPWORDS, query_terms
-from sift.search.ranking import ARTICLE_DEPTH
-from sift.settings import FUSION_WEIGHTS, Settings
+from sift.search.ranking import ARTICLE_DEPTH, fuse_convex
+from sift.settings import FUSION_WEIGHTS, FusionWeights, Settings
 
 DEPTH = 200
 
@@ -196,38 +196,25 @@ def rrf_fusion(
     return fuse
 
 
-def _unit(pairs: list, how: str) -> dict:
+def _z(pairs: list) -> dict:
+    """A list's scores standardised (mean 0, sd 1)."""
     if not pairs:
         return {}
     vals = np.array([s for _, s in pairs], dtype=float)
-    if how == "max":  # theoretical minimum 0 (BM25), observed maximum
-        scaled = vals / vals.max()
-    elif how == "minmax":
-        span = vals.max() - vals.min()
-        scaled = (vals - vals.min()) / span if span > 0 else np.ones_like(vals)
-    else:  # z
-        sd = vals.std()
-        scaled = (vals - vals.mean()) / sd if sd > 0 else np.zeros_like(vals)
+    sd = vals.std()
+    scaled = (vals - vals.mean()) / sd if sd > 0 else np.zeros_like(vals)
     return {i: float(v) for (i, _), v in zip(pairs, scaled, strict=True)}
 
 
-def cc_fusion(
-    kw: str, alpha: float, w_art: float, how: str = "max", missing: str = "min"
-) -> Fusion:
-    """Convex combination of normalised scores: alpha * dense + (1 - alpha) * keyword, plus
-    w_art * the article's normalised BM25. Dense cosines are used as they are (bounded)."""
+def z_fusion(kw: str, alpha: float, w_art: float) -> Fusion:
+    """z-scores combined: alpha * dense + (1 - alpha) * keyword + w_art * the article's BM25;
+    an item a list did not return counts as that list's worst (the `convex` of the first
+    study)."""
 
     def fuse(e: dict) -> list[int]:
-        dense = {i: s for i, s in e["dense"]} if how != "z" else _unit(e["dense"], "z")
-        if how == "minmax":
-            dense = _unit(e["dense"], "minmax")
-        kwd = _unit(e[kw], how)
-        art = _unit(e["article"], how)
-        floor_d = min(dense.values(), default=0.0)
-        floor_k = min(kwd.values(), default=0.0) if how == "z" else 0.0
-        floor_a = min(art.values(), default=0.0) if how == "z" else 0.0
-        if missing == "mean":  # an item a list did not return counts as its average
-            floor_d, floor_k, floor_a = 0.0, 0.0, 0.0
+        lists = [_z(e["dense"]), _z(e[kw]), _z(e["article"])]
+        dense, kwd, art = lists
+        floor_d, floor_k, floor_a = (min(z.values(), default=0.0) for z in lists)
         ids = set(dense) | set(kwd)
         scores = {
             i: alpha * dense.get(i, floor_d)
@@ -264,7 +251,7 @@ def two_level(k: float, w_art: float) -> Fusion:
 
 def derive(e: dict) -> None:
     """Lists computed from the fetched ones: the per-field BM25 sums."""
-    for w in (0.2, 0.4, 1.0):
+    for w in (0.2, 0.4):
         scores = {i: s for i, s in e["kw_text"]}
         for i, s in e["kw_context"]:
             scores[i] = scores.get(i, 0.0) + w * s
@@ -272,24 +259,26 @@ def derive(e: dict) -> None:
 
 
 def shipped(alpha: float, w_art: float) -> Fusion:
-    """sift's own convex fusion (`sift.search.fusion.convex`, as `search/ranking.py` calls it):
-    alpha of the dense list, 1 - alpha of the sentence BM25, w_art of the article's BM25."""
+    """sift's own convex fusion (`search/ranking.py`'s `fuse_convex`): alpha of the dense list,
+    1 - alpha of the sentence BM25, w_art of the article's BM25."""
 
     def fuse(e: dict) -> list[int]:
         dense = {i: s for i, s in e["dense"]}
         kwd = {i: s for i, s in e["kw_ctx"]}
         art = {a: s for a, s in e["article"]}
         owner = {int(i): a for i, a in e["owner"].items()}
-        items = list(dict.fromkeys([*dense, *kwd]))
-        lists = [
-            Scored(dense, -1.0, complete=False),
-            Scored(kwd, 0.0, complete=len(kwd) < DEPTH),
-            # ranking.py asks whether tantivy returned fewer than 2 x ARTICLE_DEPTH before
-            # copies were dropped; the cached lists keep only what was left.
-            Scored(art, 0.0, complete=len(art) < ARTICLE_DEPTH, key=owner),
-        ]
-        fused = convex(items, lists, [alpha, 1 - alpha, w_art])
-        return ranked(fused, {i: n for n, i in enumerate(items)})
+        # ranking.py also asks whether tantivy returned fewer articles than asked before
+        # copies were dropped; the cached lists keep only what was left.
+        fused = fuse_convex(
+            dense,
+            kwd,
+            len(kwd) < DEPTH,
+            art,
+            len(art) < ARTICLE_DEPTH,
+            owner,
+            FusionWeights(dense=alpha, keyword=1 - alpha, article=w_art),
+        )
+        return ranked(fused, {i: n for n, i in enumerate(dict.fromkeys([*dense, *kwd]))})
 
     return fuse
 
@@ -314,8 +303,8 @@ def variants() -> dict[str, Fusion]:
         "rrf k5 kw_sum0.2 art0.5": rrf_fusion(("dense", "kw_sum0.2"), (1, 1), 5, 0.5),
         "two-level k5 art1.0": two_level(5, 1.0),
         # The convex fusion of the first study: z-scores, each column with its own statistics.
-        "z-scores kw_sum0.4 a0.5 art0.2": cc_fusion("kw_sum0.4", 0.5, 0.2, "z"),
-        "z-scores kw_ctx a0.5 art0.1": cc_fusion("kw_ctx", 0.5, 0.1, "z"),
+        "z-scores kw_sum0.4 a0.5 art0.2": z_fusion("kw_sum0.4", 0.5, 0.2),
+        "z-scores kw_ctx a0.5 art0.1": z_fusion("kw_ctx", 0.5, 0.1),
     }
     # The grid the convex defaults were chosen from, on squad_tune alone.
     for alpha in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):

@@ -6,6 +6,7 @@ tantivy) before anything is ranked, so a filtered page is as full as the matches
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from sift.search.filters import ArticleFilter
 from sift.search.fusion import Scored, convex, ranked, rrf
 from sift.search.keyword import query_terms
 from sift.search.reader import IndexReader
-from sift.settings import Settings
+from sift.settings import FusionWeights, Settings
 
 #: How many of the best articles by their own BM25 lend their rank to their sentences.
 ARTICLE_DEPTH = 50
@@ -59,7 +60,7 @@ def rank_sentences(
     def keyword_side() -> tuple[list[int], list[float], list[int], list[float]]:
         found, scores = reader.keyword_sentences(words, depth, allowed)
         nums, by_article = (
-            reader.keyword.article_scores(words, 2 * ARTICLE_DEPTH, allowed_articles)
+            reader.keyword_article_hits(words, ARTICLE_DEPTH, allowed_articles)
             if articles
             else ([], [])
         )
@@ -86,8 +87,7 @@ def rank_sentences(
         keyword_ids, keyword_scores, nums, by_num = (
             keyword.result() if keyword is not None else keyword_side()
         )
-        article_scores = reader.own_articles(nums, by_num, ARTICLE_DEPTH)
-        articles_complete = len(nums) < 2 * ARTICLE_DEPTH
+        article_scores, articles_complete = reader.own_articles(nums, by_num, ARTICLE_DEPTH)
     article_ids = list(article_scores)
 
     if mode == "dense":
@@ -105,40 +105,53 @@ def rank_sentences(
             articles=article_ids,
             exhaustive=len(keyword_ids) < depth,
         )
+    candidates = list(dict.fromkeys([*dense_ids, *keyword_ids]))
+    owner = reader.article_of(candidates) if article_ids else {}
     if settings.fusion == "convex":
-        # Scores, not ranks: the cosine, the sentence's BM25 and its article's BM25, each on
-        # [0, 1] from its least possible value to the list's best, in a weighted mean.
-        candidates = list(dict.fromkeys([*dense_ids, *keyword_ids]))
-        owner = reader.article_of(candidates) if article_scores else {}
-        fused = convex(
-            candidates,
-            [
-                # Every sentence has a cosine: one the dense list left out (past its depth,
-                # or not probed by an IVF index) is taken as no better than its worst.
-                Scored(dict(zip(dense_ids, dense_scores, strict=True)), -1.0, complete=False),
-                # BM25 is 0 without a query word: a short list holds every match.
-                Scored(
-                    dict(zip(keyword_ids, keyword_scores, strict=True)),
-                    0.0,
-                    complete=len(keyword_ids) < depth,
-                ),
-                Scored(article_scores, 0.0, complete=articles_complete, key=owner),
-            ],
-            [weights.dense, weights.keyword, weights.article],
+        fused = fuse_convex(
+            dict(zip(dense_ids, dense_scores, strict=True)),
+            dict(zip(keyword_ids, keyword_scores, strict=True)),
+            len(keyword_ids) < depth,
+            article_scores,
+            articles_complete,
+            owner,
+            weights,
         )
     else:
         fused = rrf([dense_ids, keyword_ids], [weights.dense, weights.keyword], settings.rrf_k)
-        if article_ids:
-            # Article-level evidence: a sentence inherits a share of its article's BM25 rank.
-            article_rank = {a: r for r, a in enumerate(article_ids, 1)}
-            owner = reader.article_of(list(fused))
-            for sid in fused:
-                rank = article_rank.get(owner.get(sid, ""))
-                if rank is not None:
-                    fused[sid] += weights.article / (settings.rrf_k + rank)
-    first_seen = {sid: i for i, sid in enumerate(dict.fromkeys([*dense_ids, *keyword_ids]))}
+        # Article-level evidence: a sentence inherits a share of its article's BM25 rank.
+        article_rank = {a: r for r, a in enumerate(article_ids, 1)}
+        for sid in fused:
+            rank = article_rank.get(owner.get(sid, ""))
+            if rank is not None:
+                fused[sid] += weights.article / (settings.rrf_k + rank)
+    first_seen = {sid: i for i, sid in enumerate(candidates)}
     # Hybrid looks at a fixed depth, so that pages of one query never disagree.
     return Ranking(ranked(fused, first_seen), fused, dense_ids, keyword_ids, article_ids)
+
+
+def fuse_convex(
+    dense: dict[int, float],
+    keyword: dict[int, float],
+    keyword_complete: bool,
+    articles: dict[str, float],
+    articles_complete: bool,
+    owner: Mapping[int, str],
+    weights: FusionWeights,
+) -> dict[int, float]:
+    """Hybrid's default fusion of sentence ids: scores, not ranks. The cosine, the sentence's
+    BM25 and its article's BM25 (`owner`: each sentence's article), each on [0, 1] from its
+    least possible value to the list's best, in a weighted mean (`fusion.convex`)."""
+    lists = [
+        # Every sentence has a cosine: one the dense list left out (past its depth, or not
+        # probed by an IVF index) is taken as no better than its worst.
+        Scored(dense, -1.0, complete=False),
+        # BM25 is 0 without a query word: a list shorter than asked holds every match.
+        Scored(keyword, 0.0, complete=keyword_complete),
+        Scored(articles, 0.0, complete=articles_complete, key=owner),
+    ]
+    candidates = list(dict.fromkeys([*dense, *keyword]))
+    return convex(candidates, lists, [weights.dense, weights.keyword, weights.article])
 
 
 def rank_articles(

@@ -152,12 +152,20 @@ class IndexReader:
         """Article ids and their BM25 over title (twice the weight) and whole text, best first;
         articles that hold their own text only (a copy shares its original's)."""
         allowed = self.allowed_articles(flt) if flt else None
-        nums, scores = self.keyword.article_scores(words, 2 * n, allowed)
-        return self.own_articles(nums, scores, n)
+        return self.own_articles(*self.keyword_article_hits(words, n, allowed), n)[0]
 
-    def own_articles(self, nums: list[int], scores: list[float], n: int) -> dict[str, float]:
-        """The first `n` of ranked article nums that hold their own text, by id with their
-        scores (`keyword.article_scores` asked for 2n: copies are dropped here)."""
+    def keyword_article_hits(
+        self, words: list[str], n: int, allowed: np.ndarray | None
+    ) -> tuple[list[int], list[float]]:
+        """Article nums and BM25 scores from tantivy alone (no database read: another thread
+        may ask), 2n of them, as `own_articles` drops copies."""
+        return self.keyword.article_scores(words, 2 * n, allowed)
+
+    def own_articles(
+        self, nums: list[int], scores: list[float], n: int
+    ) -> tuple[dict[str, float], bool]:
+        """The first `n` of `keyword_article_hits` that hold their own text, by id with their
+        scores, and whether they are every article holding a query word."""
         found = dict(
             self._in_batches(
                 "SELECT num, id FROM articles WHERE duplicate_of IS NULL AND num IN ({marks})",
@@ -167,7 +175,7 @@ class IndexReader:
         best = [
             (found[num], score) for num, score in zip(nums, scores, strict=True) if num in found
         ]
-        return dict(best[:n])
+        return dict(best[:n]), len(nums) < 2 * n and len(best) <= n
 
     def keyword_articles(self, words: list[str], n: int, flt: ArticleFilter) -> list[str]:
         """Article ids ranked by BM25 over their title and whole text."""
